@@ -1,0 +1,157 @@
+"""Event bodies: one frozen Struct per thing that happened, past tense, versioned.
+
+Each body has a stable wire name (``TYPE``) and a schema ``VERSION``. Adding a field with
+a default needs no new version; a breaking change bumps VERSION, keeps the old shape on
+the log readable, and registers an upcaster in ``events.codec``. Bodies accept unknown
+fields, so an older subscriber can read what a newer producer wrote.
+"""
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+import msgspec
+
+ErrorKind = Literal["http_status", "timeout", "connection", "refused", "invalid_response"]
+
+
+class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A job definition as recorded on the log (one immutable version of it)."""
+
+    name: str
+    slug: str
+    endpoint_url: str
+    description: str = ""
+    group_id: str | None = None
+    fallback_endpoint_url: str | None = None
+    max_attempts: int = 3
+    timeout_secs: int = 30
+    retry_strategy: Literal["fixed", "exponential", "custom"] = "fixed"
+    retry_delays_secs: list[int] = msgspec.field(default_factory=lambda: [5])
+    payload_schema: dict[str, Any] | None = None
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+    default_run_metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    cron: str | None = None
+    timezone: str = "UTC"
+    max_concurrency: int | None = None
+    run_ttl_secs: int | None = None
+    environment_id: str | None = None
+    enabled: bool = True
+    created_by: str | None = None
+
+
+class _Body(msgspec.Struct, frozen=True, kw_only=True):
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+
+class JobCreated(_Body, frozen=True, kw_only=True):
+    TYPE = "job.created"
+    spec: JobSpec
+    version: int = 1
+
+
+class RunTriggered(_Body, frozen=True, kw_only=True):
+    """A run exists and waits in the queue (status ``queued``)."""
+
+    TYPE = "run.triggered"
+    payload: Any = None
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    triggered_by: str = "api"
+    priority: int = 0
+    idempotency_key: str | None = None
+    job_version: int = 1
+    max_attempts: int = 3
+    timeout_secs: int = 30
+    correlation_id: str | None = None
+
+
+class RunDispatched(_Body, frozen=True, kw_only=True):
+    """An attempt was handed to the executors (status ``running``)."""
+
+    TYPE = "run.dispatched"
+    attempt: int
+    endpoint_url: str
+
+
+class RunCompleted(_Body, frozen=True, kw_only=True):
+    TYPE = "run.completed"
+    attempt: int
+    result: Any = None
+    status_code: int | None = None
+    duration_ms: float | None = None
+
+
+class AttemptFailure(msgspec.Struct, frozen=True, kw_only=True):
+    """Why one attempt failed, as the executor saw it."""
+
+    kind: ErrorKind
+    message: str
+    status_code: int | None = None
+    retryable: bool = True
+
+
+class RunRetryScheduled(_Body, frozen=True, kw_only=True):
+    """An attempt failed and another one is due at ``next_retry_at`` (status ``delayed``)."""
+
+    TYPE = "run.retry_scheduled"
+    attempt: int
+    failure: AttemptFailure
+    next_retry_at: datetime
+
+
+class RunRequeued(_Body, frozen=True, kw_only=True):
+    """A delayed run's time came: it waits in the queue again (status ``queued``)."""
+
+    TYPE = "run.requeued"
+    next_attempt: int
+
+
+class RunFailed(_Body, frozen=True, kw_only=True):
+    """The last attempt failed; ``status`` says how (``failed`` or ``timed_out``)."""
+
+    TYPE = "run.failed"
+    attempt: int
+    failure: AttemptFailure
+    status: Literal["failed", "timed_out"] = "failed"
+
+
+class RunCancelRequested(_Body, frozen=True, kw_only=True):
+    """Cancel asked for a running run; it ends when the executor reports (``canceling``)."""
+
+    TYPE = "run.cancel_requested"
+    reason: str = "canceled by user"
+    requested_by: str | None = None
+
+
+class RunCanceled(_Body, frozen=True, kw_only=True):
+    TYPE = "run.canceled"
+    reason: str = "canceled by user"
+    by_system: bool = False
+
+
+Event = (
+    JobCreated
+    | RunTriggered
+    | RunDispatched
+    | RunCompleted
+    | RunRetryScheduled
+    | RunRequeued
+    | RunFailed
+    | RunCancelRequested
+    | RunCanceled
+)
+
+EVENT_TYPES: dict[str, type[_Body]] = {
+    cls.TYPE: cls
+    for cls in (
+        JobCreated,
+        RunTriggered,
+        RunDispatched,
+        RunCompleted,
+        RunRetryScheduled,
+        RunRequeued,
+        RunFailed,
+        RunCancelRequested,
+        RunCanceled,
+    )
+}

@@ -1,0 +1,78 @@
+"""Settings: one object, built once at process start and passed to each app factory.
+
+Nothing reads the environment at import time; ``Settings.from_env`` is called by the entry
+points only, so tests build Settings directly.
+"""
+
+import hashlib
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from events.topics import Topics
+
+DEV_BOOTSTRAP_KEY = "jl_dev_admin_key_change_me"
+
+
+def hash_key(key: str) -> str:
+    """Keys are kept only as their SHA-256; they are random tokens, so no salt is needed."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    project_id: str
+    role: str  # admin | operator | viewer
+    key_hash: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "jobledger"
+    partitions: int = 8
+    database_url: str = "sqlite+aiosqlite:///.jobledger/jobledger.db"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    api_keys: tuple[ApiKey, ...] = ()
+    # Networks the executor may call besides public addresses (loopback in tests and dev).
+    allowed_networks: tuple[str, ...] = ()
+    # How long a command's response waits for its outcome to be visible before a 202.
+    command_wait_secs: float = 10.0
+    max_payload_bytes: int = 256 * 1024
+    processor_data_dir: Path = Path(".jobledger/processor")
+    executor_concurrency: int = 200
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+    def allowed_ip_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(n) for n in self.allowed_networks]
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        keys = [ApiKey("default", "admin", hash_key(env.get("JOBLEDGER_BOOTSTRAP_KEY",
+                                                            DEV_BOOTSTRAP_KEY)))]
+        # Further keys as "project:role:sha256hex", comma separated.
+        for item in filter(None, env.get("JOBLEDGER_API_KEYS", "").split(",")):
+            project, role, digest = item.strip().split(":")
+            keys.append(ApiKey(project, role, digest))
+        allowed = tuple(filter(None, env.get("JOBLEDGER_ALLOWED_NETWORKS", "").split(",")))
+        return cls(
+            kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS", cls.kafka_bootstrap),
+            topic_prefix=env.get("JOBLEDGER_TOPIC_PREFIX", cls.topic_prefix),
+            partitions=int(env.get("JOBLEDGER_PARTITIONS", cls.partitions)),
+            database_url=env.get("JOBLEDGER_DATABASE_URL", cls.database_url),
+            http_host=env.get("JOBLEDGER_HTTP_HOST", cls.http_host),
+            http_port=int(env.get("JOBLEDGER_HTTP_PORT", cls.http_port)),
+            api_keys=tuple(keys),
+            allowed_networks=allowed,
+            command_wait_secs=float(env.get("JOBLEDGER_COMMAND_WAIT_SECS",
+                                            cls.command_wait_secs)),
+            processor_data_dir=Path(env.get("JOBLEDGER_PROCESSOR_DIR",
+                                            str(cls.processor_data_dir))),
+        )

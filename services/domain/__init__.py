@@ -1,0 +1,45 @@
+"""The pure domain core: commands, decide, evolve, the run state machine.
+
+No I/O, no clock, no id generation: time and ids arrive inside the commands, so the same
+command against the same state always decides the same events. The processor relies on
+that to repeat a command safely after a crash.
+"""
+
+from services.domain.commands import (
+    CancelRun,
+    Command,
+    CreateJob,
+    DispatchRun,
+    FireDueRetries,
+    ReportAttemptFailed,
+    ReportAttemptSucceeded,
+    TriggerRun,
+    decode_command,
+    encode_command,
+)
+from services.domain.decide import Decision, Rejection, decide, handle
+from services.domain.evolve import evolve
+from services.domain.state import TERMINAL, Aggregate, JobState, RunState, RunStatus
+
+__all__ = [
+    "TERMINAL",
+    "Aggregate",
+    "CancelRun",
+    "Command",
+    "CreateJob",
+    "Decision",
+    "DispatchRun",
+    "FireDueRetries",
+    "JobState",
+    "Rejection",
+    "ReportAttemptFailed",
+    "ReportAttemptSucceeded",
+    "RunState",
+    "RunStatus",
+    "TriggerRun",
+    "decide",
+    "decode_command",
+    "encode_command",
+    "evolve",
+    "handle",
+]

@@ -1,0 +1,84 @@
+"""Commands: what a caller (API, executor, timer) asks the processor to do.
+
+Imperative names, each answered by past-tense events or a rejection. Every command carries
+its own id (a repeat is ignored), the job it addresses (the partition key) and the time it
+was issued, which is the ``now`` its decision uses.
+"""
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from events.types import AttemptFailure, JobSpec
+
+
+class _Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    command_id: str
+    project_id: str
+    job_id: str
+    issued_at: datetime
+    actor: str | None = None
+
+
+class CreateJob(_Command, frozen=True, kw_only=True, tag="job.create"):
+    spec: JobSpec
+
+
+class TriggerRun(_Command, frozen=True, kw_only=True, tag="run.trigger"):
+    run_id: str
+    payload: Any = None
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    priority: int = 0
+    idempotency_key: str | None = None
+    triggered_by: str = "api"
+    correlation_id: str | None = None
+
+
+class DispatchRun(_Command, frozen=True, kw_only=True, tag="run.dispatch"):
+    run_id: str
+
+
+class ReportAttemptSucceeded(_Command, frozen=True, kw_only=True, tag="attempt.succeed"):
+    run_id: str
+    attempt: int
+    result: Any = None
+    status_code: int | None = None
+    duration_ms: float | None = None
+
+
+class ReportAttemptFailed(_Command, frozen=True, kw_only=True, tag="attempt.fail"):
+    run_id: str
+    attempt: int
+    failure: AttemptFailure
+
+
+class CancelRun(_Command, frozen=True, kw_only=True, tag="run.cancel"):
+    run_id: str
+    reason: str = "canceled by user"
+
+
+class FireDueRetries(_Command, frozen=True, kw_only=True, tag="retries.fire"):
+    """Issued by the processor's timer: requeue every delayed run whose time has come."""
+
+
+Command = (
+    CreateJob
+    | TriggerRun
+    | DispatchRun
+    | ReportAttemptSucceeded
+    | ReportAttemptFailed
+    | CancelRun
+    | FireDueRetries
+)
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Command)
+
+
+def encode_command(command: Command) -> bytes:
+    return _encoder.encode(command)
+
+
+def decode_command(raw: bytes) -> Command:
+    return _decoder.decode(raw)

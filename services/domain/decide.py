@@ -1,0 +1,192 @@
+"""decide(state, command, now) -> events | rejection, and ``handle``, which also applies
+the follow-ups a decision makes possible (dispatching queued runs)."""
+
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+from events.types import (
+    Event,
+    JobCreated,
+    RunCanceled,
+    RunCancelRequested,
+    RunCompleted,
+    RunDispatched,
+    RunFailed,
+    RunRequeued,
+    RunRetryScheduled,
+    RunTriggered,
+)
+from services.domain.commands import (
+    CancelRun,
+    Command,
+    CreateJob,
+    DispatchRun,
+    FireDueRetries,
+    ReportAttemptFailed,
+    ReportAttemptSucceeded,
+    TriggerRun,
+)
+from services.domain.evolve import evolve
+from services.domain.retry import GiveUp, retry_decision
+from services.domain.state import TERMINAL, Aggregate, Answer, RunState, RunStatus
+
+RejectionCode = Literal["not_found", "conflict", "invalid"]
+
+
+class Rejection(msgspec.Struct, frozen=True):
+    code: RejectionCode
+    reason: str
+
+
+RunEvent = tuple[str | None, Event]
+
+
+def decide(state: Aggregate, command: Command, now: datetime) -> list[RunEvent] | Rejection:
+    job = state.job
+    if isinstance(command, CreateJob):
+        if job.spec is not None:
+            return Rejection("conflict", f"a job with slug {job.spec.slug!r} already exists")
+        return [(None, JobCreated(spec=command.spec, version=1))]
+    if job.spec is None or job.project_id != command.project_id:
+        return Rejection("not_found", f"job {command.job_id} not found")
+    match command:
+        case TriggerRun():
+            return _trigger(state, command)
+        case FireDueRetries():
+            due = sorted((at, rid) for rid, at in job.delayed.items() if at <= now)
+            return [(rid, RunRequeued(next_attempt=state.runs[rid].attempt + 1)) for _, rid in due]
+    run = state.runs.get(command.run_id)
+    if run is None:
+        return Rejection("not_found", f"run {command.run_id} not found")
+    match command:
+        case DispatchRun():
+            if run.status is not RunStatus.QUEUED:
+                return Rejection("conflict", f"run {run.run_id} is {run.status}, not queued")
+            return [(run.run_id, RunDispatched(attempt=run.attempt + 1,
+                                                endpoint_url=job.spec.endpoint_url))]
+        case CancelRun():
+            return _cancel(run, command)
+        case ReportAttemptSucceeded() | ReportAttemptFailed():
+            return _report(state, run, command, now)
+    raise AssertionError(f"unhandled command {command!r}")
+
+
+def _trigger(state: Aggregate, command: TriggerRun) -> list[RunEvent] | Rejection:
+    spec = state.job.spec
+    assert spec is not None
+    if not spec.enabled:
+        return Rejection("conflict", f"job {spec.slug!r} is disabled")
+    if command.run_id in state.runs:
+        return Rejection("conflict", f"run {command.run_id} already exists")
+    return [
+        (
+            command.run_id,
+            RunTriggered(
+                payload=command.payload,
+                metadata={**spec.default_run_metadata, **command.metadata},
+                triggered_by=command.triggered_by,
+                priority=command.priority,
+                idempotency_key=command.idempotency_key,
+                job_version=state.job.version,
+                max_attempts=spec.max_attempts,
+                timeout_secs=spec.timeout_secs,
+                correlation_id=command.correlation_id,
+            ),
+        )
+    ]
+
+
+def _cancel(run: RunState, command: CancelRun) -> list[RunEvent] | Rejection:
+    match run.status:
+        case RunStatus.QUEUED | RunStatus.DELAYED:
+            return [(run.run_id, RunCanceled(reason=command.reason))]
+        case RunStatus.RUNNING:
+            return [(run.run_id, RunCancelRequested(reason=command.reason,
+                                                    requested_by=command.actor))]
+        case RunStatus.CANCELING:
+            return Rejection("conflict", f"run {run.run_id} is already canceling")
+    return Rejection("conflict", f"run {run.run_id} is {run.status}: a finished run "
+                                 "cannot be canceled")
+
+
+def _report(
+    state: Aggregate,
+    run: RunState,
+    command: ReportAttemptSucceeded | ReportAttemptFailed,
+    now: datetime,
+) -> list[RunEvent] | Rejection:
+    if run.status not in (RunStatus.RUNNING, RunStatus.CANCELING) or command.attempt != run.attempt:
+        # A late or repeated report for an attempt that has already ended.
+        return Rejection("conflict", f"attempt {command.attempt} of run {run.run_id} is not "
+                                     f"in progress (run is {run.status}, attempt {run.attempt})")
+    rid = run.run_id
+    if run.status is RunStatus.CANCELING:
+        return [(rid, RunCanceled(reason="canceled while running"))]
+    if isinstance(command, ReportAttemptSucceeded):
+        return [(rid, RunCompleted(attempt=run.attempt, result=command.result,
+                                   status_code=command.status_code,
+                                   duration_ms=command.duration_ms))]
+    assert state.job.spec is not None
+    decision = retry_decision(run.attempt, run.max_attempts, command.failure, state.job.spec, now)
+    if isinstance(decision, GiveUp):
+        status: Literal["failed", "timed_out"] = (
+            "timed_out" if command.failure.kind == "timeout" else "failed"
+        )
+        return [(rid, RunFailed(attempt=run.attempt, failure=command.failure, status=status))]
+    return [(rid, RunRetryScheduled(attempt=run.attempt, failure=command.failure,
+                                    next_retry_at=decision.at))]
+
+
+class Decision(msgspec.Struct, frozen=True):
+    """What handling one command produced: the events to append (in order, each with the
+    run it is about), the state after them, and the answer for the caller."""
+
+    events: list[RunEvent]
+    state: Aggregate
+    answer: Answer
+
+
+def handle(state: Aggregate, command: Command) -> Decision:
+    """Decide a command at its own ``issued_at``, apply the events, then dispatch whatever
+    queued runs may now start.
+
+    The caller keeps each command's answer and does not hand a repeated command id here
+    again: a repeat gets the first answer and causes nothing.
+    """
+    now = command.issued_at
+    outcome = decide(state, command, now)
+    if isinstance(outcome, Rejection):
+        answer = Answer(seq=state.job.seq, rejected=True, code=outcome.code, reason=outcome.reason)
+        return Decision([], state, answer)
+
+    events = list(outcome)
+    for run_id, event in outcome:
+        state = evolve(state, run_id, event)
+    for run_id in dispatchable(state):
+        dispatch = DispatchRun(command_id=command.command_id, project_id=command.project_id,
+                               job_id=command.job_id, issued_at=now, run_id=run_id)
+        followup = decide(state, dispatch, now)
+        assert not isinstance(followup, Rejection), followup
+        for rid, event in followup:
+            state = evolve(state, rid, event)
+            events.append((rid, event))
+
+    run_id = getattr(command, "run_id", None)
+    answer = Answer(seq=state.job.seq, run_id=run_id)
+    return Decision(events, state, answer)
+
+
+def dispatchable(state: Aggregate) -> list[str]:
+    """Queued runs that may start now, oldest first, within the job's concurrency limit."""
+    spec = state.job.spec
+    if spec is None or not state.job.queued:
+        return []
+    limit = spec.max_concurrency
+    room = len(state.job.queued) if limit is None else max(0, limit - len(state.job.running))
+    return list(state.job.queued[:room])
+
+
+def is_terminal(run: RunState) -> bool:
+    return run.status in TERMINAL

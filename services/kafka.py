@@ -1,0 +1,81 @@
+"""Kafka plumbing shared by the services: topic creation, producers, consumers."""
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from events.topics import Topics
+
+log = logging.getLogger(__name__)
+
+# Partition counts and configs are decided here, not by broker defaults: the commands and
+# events topics must have the same count, so that a job's commands and events are handled
+# by the same processor instance.
+FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
+A_WEEK = {"retention.ms": str(7 * 24 * 3600 * 1000)}
+AN_HOUR = {"retention.ms": str(3600 * 1000)}
+
+
+def topic_specs(topics: Topics, partitions: int) -> list[NewTopic]:
+    return [
+        NewTopic(topics.commands, partitions, 1, topic_configs=A_WEEK),
+        NewTopic(topics.events, partitions, 1, topic_configs=FOREVER),
+        NewTopic(topics.dispatch, partitions, 1, topic_configs=A_WEEK),
+        NewTopic(topics.outcomes, partitions, 1, topic_configs=AN_HOUR),
+    ]
+
+
+async def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> None:
+    """Create the topics if missing; safe to call from every service at every start."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topic_specs(topics, partitions) if t.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another service created them first
+            log.info("created topics %s", [t.name for t in missing])
+    finally:
+        await admin.close()
+
+
+def make_producer(bootstrap: str, **kwargs: object) -> AIOKafkaProducer:
+    """acks=all and idempotence: an acknowledged command or event is never lost or doubled."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        **kwargs,
+    )
+
+
+def make_consumer(bootstrap: str, *topics: str, **kwargs: object) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **kwargs,
+    )
+
+
+async def wait_for_broker(bootstrap: str, timeout: float = 60.0) -> None:
+    """Services may start before the broker is ready (make run starts them together)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            await admin.start()
+            await admin.close()
+            return
+        except KafkaError as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"Kafka at {bootstrap} not reachable: {exc}") from exc
+            await asyncio.sleep(0.5)
