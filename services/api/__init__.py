@@ -1,0 +1,1 @@
+"""The REST API (Litestar): turns requests into commands and reads the projections."""

@@ -1,0 +1,86 @@
+"""Send a command and wait, bounded, until its effect is visible in the read model.
+
+The waiter listens to the outcomes topic from its end (no consumer group: every API
+process hears every outcome) and wakes the request that sent the command.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from services.config import Settings
+from services.domain import Command, encode_command
+from services.outcomes import CommandOutcome, decode_outcome
+
+log = logging.getLogger(__name__)
+
+POLL_SECS = 0.02
+
+
+class CommandBus:
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer,
+                 consumer: AIOKafkaConsumer) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.consumer = consumer
+        self._waiting: dict[str, asyncio.Future[CommandOutcome]] = {}
+        self._listener: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        topic = self.settings.topics.outcomes
+        partitions = self.consumer.partitions_for_topic(topic)
+        if not partitions:
+            await self.consumer._client.force_metadata_update()
+            partitions = self.consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve the end positions now, before any command is sent
+            await self.consumer.position(tp)
+        self._listener = asyncio.create_task(self._listen())
+
+    async def stop(self) -> None:
+        if self._listener:
+            self._listener.cancel()
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                batches = await self.consumer.getmany(timeout_ms=500)
+            except Exception:  # keep listening; a failed fetch is retried
+                log.exception("outcome listener fetch failed")
+                await asyncio.sleep(0.5)
+                continue
+            for records in batches.values():
+                for record in records:
+                    outcome = decode_outcome(record.value)
+                    future = self._waiting.get(outcome.command_id)
+                    if future is not None and not future.done():
+                        future.set_result(outcome)
+
+    async def send(self, command: Command) -> CommandOutcome | None:
+        """Send a command; its outcome, or None if none came within the wait bound."""
+        future: asyncio.Future[CommandOutcome] = asyncio.get_running_loop().create_future()
+        self._waiting[command.command_id] = future
+        try:
+            await self.producer.send_and_wait(self.settings.topics.commands,
+                                              encode_command(command),
+                                              key=command.job_id.encode())
+            return await asyncio.wait_for(future, self.settings.command_wait_secs)
+        except TimeoutError:
+            return None
+        finally:
+            del self._waiting[command.command_id]
+
+
+async def wait_until(visible: Callable[[], Awaitable[bool]], deadline: float) -> bool:
+    """Poll the read model until ``visible()`` or the deadline (a monotonic time)."""
+    while True:
+        if await visible():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(POLL_SECS)

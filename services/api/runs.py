@@ -1,0 +1,57 @@
+"""Run routes: read, cancel, event history."""
+
+from datetime import UTC, datetime
+
+import msgspec
+from litestar import Request, get, post
+from litestar.exceptions import NotFoundException
+from projections.queries import get_run, list_run_events
+from projections.views import RunView
+
+from schemas.api import CancelRunRequest, RunEventResponse, RunResponse
+from services.api.auth import caller_of, require
+from services.api.context import ApiContext
+from services.api.ids import new_command_id
+from services.config import ApiKey
+from services.domain import CancelRun
+
+
+async def _run(ctx: ApiContext, key: ApiKey, run_id: str) -> RunView:
+    view = await get_run(ctx.engine, key.project_id, run_id)
+    if view is None:
+        raise NotFoundException(f"run {run_id!r} not found")
+    return view
+
+
+async def run_response(ctx: ApiContext, key: ApiKey, run_id: str) -> RunResponse:
+    view = await _run(ctx, key, run_id)
+    return msgspec.convert(view, RunResponse, from_attributes=True)
+
+
+@get("/v1/runs/{run_id:str}", summary="Get a run")
+async def read_run(request: Request, run_id: str) -> RunResponse:
+    return await run_response(request.app.state.ctx, caller_of(request), run_id)
+
+
+@post("/v1/runs/{run_id:str}/cancel", status_code=200, summary="Cancel a run")
+async def cancel_run(request: Request, run_id: str,
+                     data: CancelRunRequest | None = None) -> RunResponse:
+    key = caller_of(request)
+    require(key, "operator")
+    ctx: ApiContext = request.app.state.ctx
+    run = await _run(ctx, key, run_id)
+    reason = (data or CancelRunRequest()).reason
+    await ctx.execute(CancelRun(command_id=new_command_id(), project_id=key.project_id,
+                                job_id=run.job_id, issued_at=datetime.now(UTC),
+                                actor=key.role, run_id=run_id, reason=reason),
+                      location=f"/v1/runs/{run_id}")
+    return await run_response(ctx, key, run_id)
+
+
+@get("/v1/runs/{run_id:str}/events", summary="A run's event history")
+async def run_events(request: Request, run_id: str) -> list[RunEventResponse]:
+    key = caller_of(request)
+    ctx: ApiContext = request.app.state.ctx
+    await _run(ctx, key, run_id)
+    events = await list_run_events(ctx.engine, key.project_id, run_id)
+    return [msgspec.convert(e, RunEventResponse, from_attributes=True) for e in events]

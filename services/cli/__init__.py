@@ -1,0 +1,1 @@
+"""The ``jobledger`` command: run the whole stack locally, hash keys."""

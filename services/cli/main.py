@@ -1,0 +1,77 @@
+"""``jobledger run`` starts a local Kafka node (unless KAFKA_BOOTSTRAP_SERVERS names one)
+and the four services; Ctrl-C stops them all, Kafka last."""
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from services.cli.stack import Stack
+from services.config import DEV_BOOTSTRAP_KEY, hash_key
+
+LOOPBACK = "127.0.0.0/8,::1/128"
+
+
+def run(args: argparse.Namespace) -> int:
+    home = Path(args.home).resolve()
+    env = dict(os.environ)
+    env.setdefault("JOBLEDGER_DATABASE_URL", f"sqlite+aiosqlite:///{home}/jobledger.db")
+    env.setdefault("JOBLEDGER_PROCESSOR_DIR", str(home / "processor"))
+    # Local development calls endpoints on this machine; production allows none by default.
+    env.setdefault("JOBLEDGER_ALLOWED_NETWORKS", LOOPBACK)
+    if "JOBLEDGER_BOOTSTRAP_KEY" not in env:
+        print(f"jobledger: development admin key of project 'default': {DEV_BOOTSTRAP_KEY}\n"
+              "           (set JOBLEDGER_BOOTSTRAP_KEY to choose your own)", flush=True)
+
+    node = None
+    if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+        from deploy.kafka.node import KafkaNode
+
+        print("jobledger: starting a local Kafka node ...", flush=True)
+        node = KafkaNode(home / "kafka", port=args.kafka_port)
+        node.start()
+        env["KAFKA_BOOTSTRAP_SERVERS"] = node.bootstrap
+    print(f"jobledger: Kafka at {env['KAFKA_BOOTSTRAP_SERVERS']}", flush=True)
+
+    stack = Stack(env, home / "logs")
+    stop_requested: list[bool] = []
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop_requested.append(True)
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        stack.start()
+        port = env.get("JOBLEDGER_HTTP_PORT", "8080")
+        print(f"jobledger: API on http://127.0.0.1:{port} (docs at /docs); "
+              f"logs in {home / 'logs'}; Ctrl-C stops", flush=True)
+        stack.watch(stop_requested)
+    finally:
+        print("jobledger: stopping ...", flush=True)
+        stack.stop()
+        if node is not None:
+            node.stop()
+        print("jobledger: stopped", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jobledger", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="run Kafka (local) and all four services")
+    run_parser.add_argument("--home", default=".jobledger", help="state directory")
+    run_parser.add_argument("--kafka-port", type=int, default=None)
+    run_parser.set_defaults(func=run)
+    hash_parser = sub.add_parser("hash-key", help="print the SHA-256 to put in "
+                                 "JOBLEDGER_API_KEYS for a new key")
+    hash_parser.add_argument("key")
+    hash_parser.set_defaults(func=lambda a: print(hash_key(a.key)) or 0)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The executor: carries out dispatch orders by calling endpoints, reports back as commands."""

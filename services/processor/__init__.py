@@ -1,0 +1,1 @@
+"""The processor: applies the domain core to the commands topic (faust-streaming)."""

@@ -1,0 +1,29 @@
+"""``python -m services.processor``: run the processor worker."""
+
+import asyncio
+import logging
+
+import faust
+
+from services.config import Settings
+from services.kafka import ensure_topics, wait_for_broker
+from services.logs import configure_logging
+from services.processor.app import create_app
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    level = configure_logging("processor")
+
+    async def prepare() -> None:
+        await wait_for_broker(settings.kafka_bootstrap)
+        await ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
+
+    asyncio.run(prepare())
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=logging.getLevelName(level), quiet=True)
+    worker.execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

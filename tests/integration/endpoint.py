@@ -1,0 +1,67 @@
+"""A real HTTP endpoint on loopback for runs to call, with behaviours chosen by path.
+
+- ``/echo``: 200 with ``{"echo": <payload>, "attempt": N}``
+- ``/flaky/{n}``: 500 for the first n attempts of each run, then 200
+- ``/fail/{status}``: always that status
+- ``/slow/{ms}``: answers 200 after that many milliseconds
+"""
+
+import asyncio
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    payload: Any
+
+
+@dataclass
+class Endpoint:
+    port: int = 0
+    received: list[Received] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)
+    _runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def for_run(self, run_id: str) -> list[Received]:
+        return [r for r in self.received if r.headers.get("X-Run-ID") == run_id]
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        payload = json.loads(body) if body else None
+        run_id = request.headers.get("X-Run-ID", "")
+        self.received.append(Received(request.path, dict(request.headers), payload))
+        self.calls[run_id] += 1
+        attempt = int(request.headers.get("X-Attempt", "0"))
+        parts = request.path.strip("/").split("/")
+        match parts:
+            case ["flaky", n] if self.calls[run_id] <= int(n):
+                return web.json_response({"error": "try again"}, status=500)
+            case ["fail", status]:
+                return web.json_response({"error": "nope"}, status=int(status))
+            case ["slow", ms]:
+                await asyncio.sleep(int(ms) / 1000)
+        return web.json_response({"echo": payload, "attempt": attempt})
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("POST", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

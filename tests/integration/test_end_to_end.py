@@ -1,0 +1,172 @@
+"""The whole shape, end to end, on the real broker: API -> processor -> executor ->
+endpoint -> processor -> projector -> API."""
+
+import asyncio
+import uuid
+
+import pytest
+
+from tests.integration.endpoint import Endpoint
+from tests.integration.stackutil import RunningStack, create_job, wait_for_status
+
+pytestmark = pytest.mark.kafka
+
+
+def slug(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def test_trigger_runs_to_completion(ready_stack: RunningStack, endpoint: Endpoint) -> None:
+    async with ready_stack.client() as client:
+        job = await create_job(client, slug("echo"), f"{endpoint.base_url}/echo")
+        assert job["version"] == 1 and job["project_id"] == "default"
+        response = await client.post(f"/v1/jobs/{job['slug']}/trigger",
+                                     json={"payload": {"n": 42}, "metadata": {"who": "test"}})
+        assert response.status_code == 201, response.text
+        run = response.json()
+        assert run["job_id"] == job["id"] and run["payload"] == {"n": 42}
+
+        done = await wait_for_status(client, run["id"], {"completed"})
+        assert done["result"] == {"echo": {"n": 42}, "attempt": 1}
+        assert done["attempt"] == 1 and done["finished_at"] is not None
+
+        calls = endpoint.for_run(run["id"])
+        assert len(calls) == 1
+        assert calls[0].payload == {"n": 42}
+        headers = calls[0].headers
+        assert headers["X-Job-ID"] == job["id"] and headers["X-Attempt"] == "1"
+        assert headers["Idempotency-Key"] == f"{run['id']}:1"
+
+        history = (await client.get(f"/v1/runs/{run['id']}/events")).json()
+        assert [e["type"] for e in history] == ["run.triggered", "run.dispatched",
+                                                "run.completed"]
+        seqs = [e["seq"] for e in history]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 3
+
+
+async def test_failing_twice_then_succeeding_completes_on_attempt_3(
+        ready_stack: RunningStack, endpoint: Endpoint) -> None:
+    async with ready_stack.client() as client:
+        job = await create_job(client, slug("flaky"), f"{endpoint.base_url}/flaky/2",
+                               max_attempts=5, retry_delays_secs=[0])
+        run = (await client.post(f"/v1/jobs/{job['id']}/trigger", json={})).json()
+        done = await wait_for_status(client, run["id"], {"completed", "failed"})
+        assert done["status"] == "completed" and done["attempt"] == 3
+        assert len(endpoint.for_run(run["id"])) == 3
+        types = [e["type"] for e in (await client.get(f"/v1/runs/{run['id']}/events")).json()]
+        assert types == ["run.triggered", "run.dispatched",
+                         "run.retry_scheduled", "run.requeued", "run.dispatched",
+                         "run.retry_scheduled", "run.requeued", "run.dispatched",
+                         "run.completed"]
+
+
+async def test_exhausted_and_permanent_failures(ready_stack: RunningStack,
+                                                endpoint: Endpoint) -> None:
+    async with ready_stack.client() as client:
+        always_500 = await create_job(client, slug("down"), f"{endpoint.base_url}/fail/503",
+                                      max_attempts=2, retry_delays_secs=[0])
+        bad_request = await create_job(client, slug("reject"), f"{endpoint.base_url}/fail/400")
+        run_a = (await client.post(f"/v1/jobs/{always_500['id']}/trigger")).json()
+        run_b = (await client.post(f"/v1/jobs/{bad_request['id']}/trigger")).json()
+        a = await wait_for_status(client, run_a["id"], {"failed"})
+        b = await wait_for_status(client, run_b["id"], {"failed"})
+        assert a["attempt"] == 2 and a["error"]["status_code"] == 503
+        assert b["attempt"] == 1 and b["error"]["retryable"] is False
+
+
+async def test_cancel_running_queued_and_finished(ready_stack: RunningStack,
+                                                  endpoint: Endpoint) -> None:
+    async with ready_stack.client() as client:
+        job = await create_job(client, slug("slow"), f"{endpoint.base_url}/slow/1500",
+                               max_concurrency=1)
+        first = (await client.post(f"/v1/jobs/{job['id']}/trigger")).json()
+        second = (await client.post(f"/v1/jobs/{job['id']}/trigger")).json()
+        assert second["status"] == "queued"  # max_concurrency=1 holds it back
+        await wait_for_status(client, first["id"], {"running"})
+
+        canceled = await client.post(f"/v1/runs/{second['id']}/cancel")
+        assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
+
+        canceling = await client.post(f"/v1/runs/{first['id']}/cancel",
+                                      json={"reason": "test"})
+        assert canceling.status_code == 200 and canceling.json()["status"] == "canceling"
+        done = await wait_for_status(client, first["id"], {"canceled", "completed"})
+        assert done["status"] == "canceled"
+
+        again = await client.post(f"/v1/runs/{first['id']}/cancel")
+        assert again.status_code == 409
+        assert "canceled" in again.json()["detail"]
+        assert len(endpoint.for_run(second["id"])) == 0
+
+
+async def test_auth_and_project_scoping(ready_stack: RunningStack, endpoint: Endpoint) -> None:
+    async with ready_stack.client() as client:
+        job = await create_job(client, slug("mine"), f"{endpoint.base_url}/echo")
+        run = (await client.post(f"/v1/jobs/{job['id']}/trigger")).json()
+    async with ready_stack.client() as anonymous:
+        anonymous.headers.pop("Authorization")
+        assert (await anonymous.get(f"/v1/jobs/{job['id']}")).status_code == 401
+    async with ready_stack.client("not-a-key") as wrong:
+        assert (await wrong.get(f"/v1/jobs/{job['id']}")).status_code == 401
+    async with ready_stack.client(ready_stack.other_key) as other:
+        assert (await other.get(f"/v1/jobs/{job['id']}")).status_code == 404
+        assert (await other.get(f"/v1/runs/{run['id']}")).status_code == 404
+        assert (await other.post(f"/v1/jobs/{job['id']}/trigger")).status_code == 404
+        assert (await other.post(f"/v1/runs/{run['id']}/cancel")).status_code == 404
+        assert (await other.get(f"/v1/runs/{run['id']}/events")).status_code == 404
+    async with ready_stack.client(ready_stack.viewer_key) as viewer:
+        assert (await viewer.get(f"/v1/jobs/{job['id']}")).status_code == 200
+        assert (await viewer.post(f"/v1/jobs/{job['id']}/trigger")).status_code == 403
+
+
+async def test_bad_input_names_the_problem(ready_stack: RunningStack, endpoint: Endpoint) -> None:
+    async with ready_stack.client() as client:
+        base = {"name": "x", "slug": slug("bad"), "endpoint_url": f"{endpoint.base_url}/echo"}
+        wrong_type = await client.post("/v1/jobs", json={**base, "max_attempts": "three"})
+        assert wrong_type.status_code == 400 and "max_attempts" in wrong_type.json()["detail"]
+        unknown = await client.post("/v1/jobs", json={**base, "max_atempts": 3})
+        assert unknown.status_code == 400 and "max_atempts" in unknown.json()["detail"]
+        bad_slug = await client.post("/v1/jobs", json={**base, "slug": "Has Spaces"})
+        assert bad_slug.status_code == 400 and "slug" in bad_slug.json()["detail"]
+        not_json = await client.post("/v1/jobs", content=b"{", headers={
+            "Content-Type": "application/json"})
+        assert not_json.status_code == 400
+
+        schema = {"type": "object", "required": ["n"],
+                  "properties": {"n": {"type": "integer"}}}
+        job = await create_job(client, slug("typed"), f"{endpoint.base_url}/echo",
+                               payload_schema=schema)
+        mismatch = await client.post(f"/v1/jobs/{job['id']}/trigger",
+                                     json={"payload": {"n": "x"}})
+        assert mismatch.status_code == 400 and "payload/n" in mismatch.json()["detail"]
+
+        duplicate = await client.post("/v1/jobs", json={
+            "name": "again", "slug": job["slug"], "endpoint_url": f"{endpoint.base_url}/echo"})
+        assert duplicate.status_code == 409 and "already exists" in duplicate.json()["detail"]
+
+        too_big = await client.post(f"/v1/jobs/{job['id']}/trigger",
+                                    json={"payload": {"n": 1, "pad": "x" * 300_000}})
+        assert too_big.status_code == 413
+        assert (await client.get("/v1/runs/run_doesnotexist")).status_code == 404
+
+
+async def test_private_endpoints_are_refused(ready_stack: RunningStack) -> None:
+    async with ready_stack.client() as client:
+        # 10.0.0.0/8 is not in the stack's allowed networks (loopback only): the executor
+        # refuses before opening any connection.
+        job = await create_job(client, slug("private"), "http://10.255.255.1/hook")
+        run = (await client.post(f"/v1/jobs/{job['id']}/trigger")).json()
+        failed = await wait_for_status(client, run["id"], {"failed"})
+        assert failed["error"]["kind"] == "refused"
+
+
+async def test_concurrent_triggers_all_complete(ready_stack: RunningStack,
+                                                endpoint: Endpoint) -> None:
+    async with ready_stack.client() as client:
+        job = await create_job(client, slug("many"), f"{endpoint.base_url}/echo")
+        responses = await asyncio.gather(*(
+            client.post(f"/v1/jobs/{job['id']}/trigger", json={"payload": i})
+            for i in range(40)))
+        ids = [r.json()["id"] for r in responses]
+        runs = [await wait_for_status(client, i, {"completed"}) for i in ids]
+        assert sorted(r["result"]["echo"] for r in runs) == list(range(40))
