@@ -3,7 +3,7 @@
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -79,3 +79,32 @@ async def wait_for_broker(bootstrap: str, timeout: float = 60.0) -> None:
             if asyncio.get_running_loop().time() > deadline:
                 raise RuntimeError(f"Kafka at {bootstrap} not reachable: {exc}") from exc
             await asyncio.sleep(0.5)
+
+
+async def topic_partitions(bootstrap: str, *topics: str) -> list[TopicPartition]:
+    """Every partition of the topics, asked of the broker (a fresh consumer's metadata
+    does not know topics it has not subscribed to)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return sorted(TopicPartition(t["topic"], p["partition"])
+                  for t in described for p in t["partitions"])
+
+
+async def group_members(bootstrap: str, *groups: str) -> dict[str, int]:
+    """Members of each consumer group that is Stable (0 for a group that is not)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        responses = await admin.describe_consumer_groups(list(groups))
+    finally:
+        await admin.close()
+    members = dict.fromkeys(groups, 0)
+    for response in responses:
+        for group in response.to_object()["groups"]:
+            if group["group"] in members and group["state"] == "Stable":
+                members[group["group"]] = len(group["members"])
+    return members

@@ -36,9 +36,11 @@ def _pending(_: Request[Any, Any, Any], exc: StillPending) -> Response[Accepted]
 
 
 def _invalid(_: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorBody]:
-    # msgspec names the field ("... - at `$.max_attempts`"); put that in the detail itself.
-    messages = [e.get("message", "") for e in (exc.extra or []) if isinstance(e, dict)]
-    detail = "; ".join(m for m in messages if m) or exc.detail
+    # Litestar puts the field and msgspec's message in ``extra``; say both in the detail.
+    problems = [e for e in (exc.extra or []) if isinstance(e, dict)]
+    detail = "; ".join(
+        f"{p['key']}: {p.get('message', 'invalid')}" if p.get("key") else p.get("message", "")
+        for p in problems) or exc.detail
     return Response(ErrorBody(status_code=400, detail=detail, code="invalid_request"),
                     status_code=400)
 

@@ -9,10 +9,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.config import Settings
 from services.domain import Command, encode_command
+from services.kafka import topic_partitions
 from services.outcomes import CommandOutcome, decode_outcome
 
 log = logging.getLogger(__name__)
@@ -30,12 +31,8 @@ class CommandBus:
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        topic = self.settings.topics.outcomes
-        partitions = self.consumer.partitions_for_topic(topic)
-        if not partitions:
-            await self.consumer._client.force_metadata_update()
-            partitions = self.consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = await topic_partitions(self.settings.kafka_bootstrap,
+                                     self.settings.topics.outcomes)
         self.consumer.assign(tps)
         await self.consumer.seek_to_end(*tps)
         for tp in tps:  # resolve the end positions now, before any command is sent

@@ -2,12 +2,12 @@
 
 from typing import Any
 
-from aiokafka import TopicPartition
 from litestar import Request, get
 from litestar.response import Response
-from projections.queries import load_offsets
 
+from projections.projector import load_offsets
 from services.api.context import ApiContext
+from services.kafka import group_members, topic_partitions
 
 # The projector may trail the log by this many events and still count as caught up.
 MAX_PROJECTION_LAG = 1000
@@ -24,17 +24,21 @@ async def readyz(request: Request) -> Response[dict[str, Any]]:
     topic = ctx.settings.topics.events
     checks: dict[str, Any] = {}
     try:
-        consumer = ctx.bus.consumer
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in partitions]
-        ends = await consumer.end_offsets(tps)
+        tps = await topic_partitions(ctx.settings.kafka_bootstrap, topic)
+        ends = await ctx.bus.consumer.end_offsets(tps)
         checks["kafka"] = "ok"
+        prefix = ctx.settings.topic_prefix
+        # Only the processor's (faust) group: aiokafka cannot decode Kafka 4.1's
+        # description of a group of aiokafka consumers, such as the executors'.
+        members = await group_members(ctx.settings.kafka_bootstrap, f"{prefix}-processor")
     except Exception as exc:  # readiness reports any failure rather than raising it
         checks["kafka"] = f"unreachable: {exc}"
         return Response({"status": "unavailable", "checks": checks}, status_code=503)
     positions = await load_offsets(ctx.engine, topic)
     lag = sum(max(0, end - positions.get(tp.partition, 0)) for tp, end in ends.items())
     checks["projection_lag"] = lag
-    ready = lag <= MAX_PROJECTION_LAG
+    # A worker counts once its consumer group is Stable with members (it has partitions).
+    checks["processor_workers"] = members[f"{prefix}-processor"]
+    ready = lag <= MAX_PROJECTION_LAG and all(members.values())
     return Response({"status": "ready" if ready else "lagging", "checks": checks},
                     status_code=200 if ready else 503)

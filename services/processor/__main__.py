@@ -20,6 +20,7 @@ def main() -> None:
         await ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
 
     asyncio.run(prepare())
+    settings.processor_data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=logging.getLevelName(level), quiet=True)
     worker.execute_from_commandline()

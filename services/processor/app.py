@@ -38,25 +38,25 @@ class TableStore:
         self.jobs, self.runs, self.answers = jobs, runs, answers
 
     def get_job(self, job_id: str) -> JobState | None:
-        raw = self.jobs.get(job_id)
+        raw = self.jobs.get(job_id.encode())
         return None if raw is None else _job_decoder.decode(raw)
 
     def get_run(self, run_id: str) -> RunState | None:
-        raw = self.runs.get(run_id)
+        raw = self.runs.get(run_id.encode())
         return None if raw is None else _run_decoder.decode(raw)
 
     def get_answer(self, command_id: str) -> Answer | None:
-        raw = self.answers.get(command_id)
+        raw = self.answers.get(command_id.encode())
         return None if raw is None else _answer_decoder.decode(raw)
 
     def put_job(self, job: JobState) -> None:
-        self.jobs[job.job_id] = _encode(job)
+        self.jobs[job.job_id.encode()] = _encode(job)
 
     def put_run(self, run: RunState) -> None:
-        self.runs[run.run_id] = _encode(run)
+        self.runs[run.run_id.encode()] = _encode(run)
 
     def put_answer(self, command_id: str, answer: Answer) -> None:
-        self.answers[command_id] = _encode(answer)
+        self.answers[command_id.encode()] = _encode(answer)
 
 
 class TopicSink:
@@ -106,9 +106,10 @@ def create_app(settings: Settings) -> faust.App:
     sink = TopicSink(topic(topics.events), topic(topics.dispatch), topic(topics.outcomes))
 
     def table(name: str) -> TableT:
-        # Keys as JSON strings so they come back as str after a changelog recovery.
-        return app.Table(name, partitions=settings.partitions, key_type=str,
-                         value_type=bytes, key_serializer="json", value_serializer="raw")
+        # Keys and values are bytes (the app's raw serializers): what goes into the
+        # changelog comes back unchanged after a recovery.
+        return app.Table(name, partitions=settings.partitions, key_type=bytes,
+                         value_type=bytes)
 
     store = TableStore(table("jobs"), table("runs"), table("answers"))
 
@@ -125,8 +126,9 @@ def create_app(settings: Settings) -> faust.App:
         # and decided in order with everything else the job receives.
         now = datetime.now(UTC)
         tick = time.monotonic()
-        for job_id, raw in list(store.jobs.items()):
+        for raw in list(store.jobs.values()):
             job = _job_decoder.decode(raw)
+            job_id = job.job_id
             if not any(at <= now for at in job.delayed.values()):
                 continue
             if tick - asked_at.get(job_id, 0.0) < ASK_AGAIN_SECS:

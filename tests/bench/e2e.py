@@ -20,7 +20,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from services.kafka import make_producer
+from services.kafka import make_producer, topic_partitions
 from tests.integration.endpoint import Endpoint
 from tests.integration.stackutil import create_job, start_stack, wait_ready
 
@@ -64,8 +64,7 @@ async def _records_written(bootstrap: str, prefix: str) -> int:
     await consumer.start()
     try:
         topics = [t for t in await consumer.topics() if t.startswith(prefix)]
-        tps = [TopicPartition(t, p) for t in topics
-               for p in consumer.partitions_for_topic(t) or ()]
+        tps = await topic_partitions(bootstrap, *topics)
         return sum((await consumer.end_offsets(tps)).values())
     finally:
         await consumer.stop()

@@ -9,10 +9,11 @@ from collections import defaultdict
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from events.codec import decode_event
 from events.topics import Topics
+from services.kafka import topic_partitions
 from tests.integration.endpoint import Endpoint
 from tests.integration.stackutil import TERMINAL, RunningStack, create_job, wait_ready
 
@@ -40,8 +41,7 @@ async def _read_log(stack: RunningStack) -> list[tuple[bytes, bytes]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()  # loads metadata, so partitions_for_topic knows the topic
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        tps = await topic_partitions(stack.bootstrap, topic)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)

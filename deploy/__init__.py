@@ -1,0 +1,1 @@
+"""How the real parts start: the local Kafka node (deploy/kafka)."""

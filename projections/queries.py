@@ -1,0 +1,68 @@
+"""Query functions. Every one takes the caller's project and filters by it."""
+
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import msgspec
+from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from projections.projector import load_offsets
+from projections.tables import job_positions, jobs, run_events, runs
+from projections.views import JobView, RunEventView, RunView
+
+V = TypeVar("V", JobView, RunView, RunEventView)
+
+__all__ = ["get_job", "get_job_by_slug", "get_run", "job_position", "list_run_events",
+           "load_offsets"]
+
+
+def _aware(value: Any) -> Any:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _view(row: Row[Any], view: type[V]) -> V:
+    # str(): column names are quoted_name, a str subclass msgspec does not take as a key
+    return msgspec.convert({str(k): _aware(v) for k, v in row._asdict().items()}, view,
+                           strict=False)
+
+
+async def get_job(engine: AsyncEngine, project_id: str, job_id: str) -> JobView | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(jobs).where(
+            (jobs.c.id == job_id) & (jobs.c.project_id == project_id)))).first()
+    return None if row is None else _view(row, JobView)
+
+
+async def get_job_by_slug(engine: AsyncEngine, project_id: str, slug: str) -> JobView | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(jobs).where(
+            (jobs.c.slug == slug) & (jobs.c.project_id == project_id)))).first()
+    return None if row is None else _view(row, JobView)
+
+
+async def get_run(engine: AsyncEngine, project_id: str, run_id: str) -> RunView | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(runs).where(
+            (runs.c.id == run_id) & (runs.c.project_id == project_id)))).first()
+    return None if row is None else _view(row, RunView)
+
+
+async def list_run_events(engine: AsyncEngine, project_id: str,
+                          run_id: str) -> list[RunEventView]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(run_events).where(
+            (run_events.c.run_id == run_id) & (run_events.c.project_id == project_id))
+            .order_by(run_events.c.seq))
+        return [_view(row, RunEventView) for row in rows]
+
+
+async def job_position(engine: AsyncEngine, job_id: str) -> int:
+    """The highest seq of the job that the projection has applied (0 if none)."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(job_positions.c.last_seq)
+                                  .where(job_positions.c.job_id == job_id))).first()
+    return 0 if row is None else int(row[0])

@@ -1,0 +1,88 @@
+"""The read-model tables. They hold nothing the log does not: drop them and replay."""
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("slug", String(64), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Index("ix_jobs_project_slug", "project_id", "slug", unique=True),
+)
+
+runs = Table(
+    "runs", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("job_id", String(64), nullable=False),
+    Column("project_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("payload", JSON),
+    Column("result", JSON),
+    Column("metadata", JSON, nullable=False),
+    Column("error", JSON),
+    Column("triggered_by", String(64), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("idempotency_key", String(200)),
+    Column("correlation_id", String(200)),
+    Column("job_version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("next_retry_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Index("ix_runs_project_job_created", "project_id", "job_id", "created_at"),
+    Index("ix_runs_project_status", "project_id", "status"),
+)
+
+run_events = Table(
+    "run_events", metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("run_id", String(64), index=True),
+    Column("project_id", String(64), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("event_id", String(128), nullable=False),
+    Column("command_id", String(128), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("data", JSON, nullable=False),
+)
+
+# The highest seq applied per job: the projector's at-most-once guard.
+job_positions = Table(
+    "job_positions", metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+)
+
+# Where the projector resumes, written in the same transaction as the rows above.
+projector_offsets = Table(
+    "projector_offsets", metadata,
+    Column("topic", String(255), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+)

@@ -1,0 +1,56 @@
+"""What the query functions return: plain Structs, never ORM rows."""
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+
+class JobView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    project_id: str
+    slug: str
+    name: str
+    spec: dict[str, Any]
+    version: int
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+    last_seq: int
+
+
+class RunView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    job_id: str
+    project_id: str
+    status: str
+    attempt: int
+    max_attempts: int
+    payload: Any
+    result: Any
+    metadata: dict[str, str]
+    error: dict[str, Any] | None
+    triggered_by: str
+    priority: int
+    idempotency_key: str | None
+    correlation_id: str | None
+    job_version: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    next_retry_at: datetime | None
+    updated_at: datetime
+    last_seq: int
+
+
+class RunEventView(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    seq: int
+    run_id: str | None
+    project_id: str
+    type: str
+    version: int
+    event_id: str
+    command_id: str
+    occurred_at: datetime
+    data: dict[str, Any]

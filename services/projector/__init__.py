@@ -1,0 +1,1 @@
+"""The projector process: events topic -> SQL read models (see ``projections``)."""
