@@ -9,8 +9,8 @@ from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from projections.db import create_schema, make_engine
 
+from projections.db import create_schema, make_engine
 from schemas.api import Accepted, ErrorBody
 from services.api.auth import KeyRing
 from services.api.bus import CommandBus

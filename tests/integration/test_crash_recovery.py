@@ -31,7 +31,8 @@ async def _trigger(client: httpx.AsyncClient, job_id: str, i: int) -> str:
     return str(body["id"] if response.status_code == 201 else body["location"].split("/")[-1])
 
 
-def _statuses(database: str, run_ids: list[str]) -> dict[str, str]:
+def _statuses(database: str) -> dict[str, str]:
+    """Status of each run in the read model (read directly, while the API may be down)."""
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10) as db:
         return dict(db.execute("SELECT id, status FROM runs").fetchall())
 
@@ -74,6 +75,9 @@ async def test_kill_processor_and_projector_mid_flight(ready_stack: RunningStack
 
         first = await asyncio.gather(*(trigger(i) for i in range(RUNS // 2)))
         # Runs are now queued, running and waiting for retries: crash both stateful parts.
+        before_crash = _statuses(str(stack.database_path))
+        in_flight = [r for r in first if before_crash.get(r) not in TERMINAL]
+        assert in_flight, "nothing was in flight at the crash: the test would prove nothing"
         stack.stack["processor"].kill()
         stack.stack["projector"].kill()
         rest = asyncio.gather(*(trigger(i) for i in range(RUNS // 2, RUNS)))
@@ -86,7 +90,7 @@ async def test_kill_processor_and_projector_mid_flight(ready_stack: RunningStack
     deadline = time.monotonic() + 240
     statuses: dict[str, str] = {}
     while time.monotonic() < deadline:
-        statuses = _statuses(str(stack.database_path), run_ids)
+        statuses = _statuses(str(stack.database_path))
         if all(statuses.get(r) in TERMINAL for r in run_ids):
             break
         await asyncio.sleep(1.0)

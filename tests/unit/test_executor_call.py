@@ -29,7 +29,7 @@ def order(url: str, timeout: int = 5, fallback: str | None = None) -> DispatchOr
                          fallback_endpoint_url=fallback)
 
 
-async def call(o: DispatchOrder, allowed: list = LOOPBACK):  # type: ignore[no-untyped-def,type-arg]
+async def call(o: DispatchOrder, allowed: list = LOOPBACK):
     async with httpx.AsyncClient() as client:
         return await call_endpoint(client, o, allowed)
 

@@ -1,0 +1,84 @@
+"""Events, commands and dispatch orders survive the wire; unknown types are skipped."""
+
+import logging
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+
+from events import (
+    EVENT_TYPES,
+    AttemptFailure,
+    DispatchOrder,
+    Envelope,
+    JobSpec,
+    decode_dispatch,
+    decode_event,
+    encode_dispatch,
+    encode_event,
+)
+from events.types import Event
+from services.domain import decode_command, encode_command
+from services.domain.commands import Command
+from tests.unit.domain_support import cancel, create, fail, fire, succeed, trigger
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+FAILURE = AttemptFailure(kind="http_status", message="503", status_code=503)
+SAMPLES: dict[str, dict[str, object]] = {
+    "job.created": {"spec": JobSpec(name="n", slug="s", endpoint_url="http://x")},
+    "run.triggered": {"payload": {"a": [1, 2]}, "metadata": {"k": "v"}},
+    "run.dispatched": {"attempt": 1, "endpoint_url": "http://x"},
+    "run.completed": {"attempt": 1, "result": {"ok": True}, "status_code": 200},
+    "run.retry_scheduled": {"attempt": 1, "failure": FAILURE, "next_retry_at": NOW},
+    "run.requeued": {"next_attempt": 2},
+    "run.failed": {"attempt": 3, "failure": FAILURE, "status": "timed_out"},
+    "run.cancel_requested": {"reason": "stop"},
+    "run.canceled": {"reason": "stop", "by_system": True},
+}
+
+
+def envelope(type_: str, version: int = 1) -> Envelope:
+    return Envelope(event_id="e1", type=type_, version=version, project_id="p", job_id="j",
+                    seq=7, occurred_at=NOW, command_id="c1", run_id="r1")
+
+
+def test_samples_cover_every_event_type() -> None:
+    assert set(SAMPLES) == set(EVENT_TYPES)
+
+
+@pytest.mark.parametrize("type_", sorted(EVENT_TYPES))
+def test_every_event_round_trips(type_: str) -> None:
+    event: Event = EVENT_TYPES[type_](**SAMPLES[type_])  # type: ignore[assignment]
+    decoded = decode_event(encode_event(envelope(type_), event))
+    assert decoded is not None
+    assert decoded.envelope == envelope(type_) and decoded.event == event
+
+
+def test_unknown_type_is_skipped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    raw = encode_event(envelope("run.completed"), EVENT_TYPES["run.completed"](attempt=1))
+    with caplog.at_level(logging.WARNING):
+        assert decode_event(raw.replace(b"run.completed", b"run.teleported")) is None
+    assert "run.teleported" in caplog.text
+
+
+def test_newer_version_is_skipped_and_unknown_fields_are_ignored() -> None:
+    event = EVENT_TYPES["run.requeued"](next_attempt=2)
+    raw = encode_event(envelope("run.requeued", version=2), event)
+    assert decode_event(raw) is None
+    wire = msgspec.json.decode(encode_event(envelope("run.requeued"), event))
+    wire["data"]["added_by_a_newer_producer"] = 1
+    decoded = decode_event(msgspec.json.encode(wire))
+    assert decoded is not None and decoded.event == event
+
+
+@pytest.mark.parametrize("command", [create(), trigger(), succeed(result=[1]), fail(),
+                                     cancel(), fire(NOW)], ids=lambda c: type(c).__name__)
+def test_commands_round_trip(command: Command) -> None:
+    assert decode_command(encode_command(command)) == command
+
+
+def test_dispatch_order_round_trip_and_idempotency_key() -> None:
+    order = DispatchOrder(run_id="r1", job_id="j", project_id="p", attempt=2,
+                          endpoint_url="http://x", timeout_secs=5, payload={"a": 1})
+    assert decode_dispatch(encode_dispatch(order)) == order
+    assert order.idempotency_key == "r1:2"

@@ -1,0 +1,156 @@
+"""Random command sequences only ever produce legal transitions.
+
+A Hypothesis state machine drives ``handle`` with arbitrary commands (including wrong
+attempts, repeats, cancels at any time and a clock that jumps) and checks after every
+step: transitions follow the state machine, terminal runs never change, seq is gapless,
+concurrency limits hold, the job's run indexes agree with the runs, attempts stay within
+max_attempts, and a rejected command changes nothing.
+"""
+
+from datetime import timedelta
+from typing import Any
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from events.types import (
+    RunCanceled,
+    RunCancelRequested,
+    RunCompleted,
+    RunDispatched,
+    RunFailed,
+    RunRequeued,
+    RunRetryScheduled,
+    RunTriggered,
+)
+from services.domain import TERMINAL, Aggregate, Command, RunStatus, handle
+from tests.unit.domain_support import T0, cancel, create, empty, fail, fire, succeed, trigger
+
+S = RunStatus
+# event type -> (statuses it may follow, status it leads to)
+LEGAL: dict[type, tuple[set[S | None], set[S]]] = {
+    RunTriggered: ({None}, {S.QUEUED}),
+    RunDispatched: ({S.QUEUED}, {S.RUNNING}),
+    RunCompleted: ({S.RUNNING}, {S.COMPLETED}),
+    RunRetryScheduled: ({S.RUNNING}, {S.DELAYED}),
+    RunFailed: ({S.RUNNING}, {S.FAILED, S.TIMED_OUT}),
+    RunCancelRequested: ({S.RUNNING}, {S.CANCELING}),
+    RunRequeued: ({S.DELAYED}, {S.QUEUED}),
+    RunCanceled: ({S.QUEUED, S.DELAYED, S.CANCELING}, {S.CANCELED}),
+}
+
+
+class RunMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.state: Aggregate = empty()
+        self.now = T0
+        self.events_seen = 0
+        self.run_ids: list[str] = []
+        self.limit: int | None = None
+        self.max_attempts = 3
+        self.last: Command | None = None
+
+    @initialize(max_attempts=st.integers(1, 4), limit=st.none() | st.integers(1, 3),
+                strategy=st.sampled_from(["fixed", "exponential", "custom"]),
+                delays=st.lists(st.integers(0, 30), min_size=1, max_size=3))
+    def create_job(self, max_attempts: int, limit: int | None, strategy: str,
+                   delays: list[int]) -> None:
+        self.max_attempts, self.limit = max_attempts, limit
+        self.apply(create(self.now, max_attempts=max_attempts, max_concurrency=limit,
+                          retry_strategy=strategy, retry_delays_secs=delays))
+
+    def apply(self, command: Command) -> None:
+        before = self.state
+        decision = handle(before, command)
+        self.last = command
+        statuses = {rid: run.status for rid, run in before.runs.items()}
+        for run_id, event in decision.events:
+            if run_id is None:
+                continue
+            previous = statuses.get(run_id)
+            assert previous not in TERMINAL, f"{run_id} changed after {previous}"
+            allowed_from, leads_to = LEGAL[type(event)]
+            assert previous in allowed_from, f"{type(event).__name__} after {previous}"
+            statuses[run_id] = next(iter(leads_to)) if len(leads_to) == 1 else \
+                S(event.status)  # type: ignore[union-attr]
+        if decision.answer.rejected:
+            assert decision.state == before and decision.events == []
+        assert decision.state.job.seq == before.job.seq + len(decision.events)
+        assert decision.answer.seq == decision.state.job.seq
+        self.events_seen += len(decision.events)
+        self.state = decision.state
+        for run_id, status in statuses.items():
+            assert self.state.runs[run_id].status is status
+
+    def some_run(self, data: st.DataObject) -> str:
+        return data.draw(st.sampled_from(self.run_ids)) if self.run_ids else "missing"
+
+    def current_attempt(self, run_id: str, data: st.DataObject) -> int:
+        run = self.state.runs.get(run_id)
+        real = run.attempt if run else 1
+        return data.draw(st.sampled_from([real, real, real, real + 1, max(0, real - 1)]))
+
+    @rule()
+    def trigger_run(self) -> None:
+        run_id = f"r{len(self.run_ids) + 1}"
+        self.run_ids.append(run_id)
+        self.apply(trigger(run_id, self.now))
+
+    @rule(data=st.data(), result=st.none() | st.dictionaries(st.text(max_size=3), st.integers()))
+    def report_success(self, data: st.DataObject, result: Any) -> None:
+        run_id = self.some_run(data)
+        self.apply(succeed(run_id, self.current_attempt(run_id, data), self.now, result))
+
+    @rule(data=st.data(), retryable=st.booleans(), kind=st.sampled_from(["http_status",
+                                                                         "timeout"]))
+    def report_failure(self, data: st.DataObject, retryable: bool, kind: str) -> None:
+        run_id = self.some_run(data)
+        self.apply(fail(run_id, self.current_attempt(run_id, data), self.now, retryable, kind))
+
+    @rule(data=st.data())
+    def cancel_run(self, data: st.DataObject) -> None:
+        self.apply(cancel(self.some_run(data), self.now))
+
+    @rule(seconds=st.integers(0, 120))
+    def time_passes_and_timer_fires(self, seconds: int) -> None:
+        self.now += timedelta(seconds=seconds)
+        self.apply(fire(self.now))
+
+    @rule()
+    def repeat_last_command_decided_again(self) -> None:
+        # What the processor does after losing its state write: decide the same command
+        # again. Whatever it yields must still be legal (checked in apply).
+        if self.last is not None:
+            self.apply(self.last)
+
+    @invariant()
+    def seq_is_gapless(self) -> None:
+        assert self.state.job.seq == self.events_seen
+
+    @invariant()
+    def concurrency_limit_holds(self) -> None:
+        if self.limit is not None:
+            assert len(self.state.job.running) <= self.limit
+
+    @invariant()
+    def indexes_agree_with_runs(self) -> None:
+        job, runs = self.state.job, self.state.runs
+        assert set(job.queued) == {r for r, s in runs.items() if s.status is S.QUEUED}
+        assert set(job.delayed) == {r for r, s in runs.items() if s.status is S.DELAYED}
+        assert set(job.running) == {r for r, s in runs.items()
+                                    if s.status in (S.RUNNING, S.CANCELING)}
+        assert len(job.queued) == len(set(job.queued))
+        assert len(job.running) == len(set(job.running))
+
+    @invariant()
+    def attempts_within_limit(self) -> None:
+        for run in self.state.runs.values():
+            assert 0 <= run.attempt <= self.max_attempts
+
+
+RunMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40,
+                                        deadline=None)
+TestRunStateMachine = RunMachine.TestCase
+
