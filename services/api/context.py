@@ -3,9 +3,9 @@
 import time
 from dataclasses import dataclass
 
-from projections.queries import job_position
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from projections.queries import job_position
 from services.api.auth import KeyRing
 from services.api.bus import CommandBus, wait_until
 from services.config import Settings

@@ -7,10 +7,11 @@ import jsonschema
 import msgspec
 from litestar import Request, get, post
 from litestar.exceptions import NotFoundException, ValidationException
-from projections.queries import get_job, get_job_by_slug
-from projections.views import JobView
+from litestar.params import FromPath, JSONBody
 
 from events.types import JobSpec
+from projections.queries import get_job, get_job_by_slug
+from projections.views import JobView
 from schemas.api import CreateJobRequest, JobResponse, RunResponse, TriggerRunRequest
 from services.api.auth import caller_of, require
 from services.api.context import ApiContext
@@ -39,7 +40,7 @@ def _check_schema(schema: dict[str, Any] | None) -> None:
 
 
 @post("/v1/jobs", status_code=201, summary="Create a job")
-async def create_job(request: Request, data: CreateJobRequest) -> JobResponse:
+async def create_job(request: Request, data: JSONBody[CreateJobRequest]) -> JobResponse:
     key = caller_of(request)
     require(key, "operator")
     _check_schema(data.payload_schema)
@@ -55,7 +56,7 @@ async def create_job(request: Request, data: CreateJobRequest) -> JobResponse:
 
 
 @get("/v1/jobs/{job_id:str}", summary="Get a job")
-async def read_job(request: Request, job_id: str) -> JobResponse:
+async def read_job(request: Request, job_id: FromPath[str]) -> JobResponse:
     key = caller_of(request)
     return job_response(await _job(request.app.state.ctx, key, job_id))
 
@@ -70,8 +71,8 @@ async def _job(ctx: ApiContext, key: ApiKey, id_or_slug: str) -> JobView:
 
 
 @post("/v1/jobs/{id_or_slug:str}/trigger", status_code=201, summary="Trigger a job run")
-async def trigger_job(request: Request, id_or_slug: str,
-                      data: TriggerRunRequest | None = None) -> RunResponse:
+async def trigger_job(request: Request, id_or_slug: FromPath[str],
+                      data: JSONBody[TriggerRunRequest | None] = None) -> RunResponse:
     key = caller_of(request)
     require(key, "operator")
     data = data or TriggerRunRequest()

@@ -5,9 +5,10 @@ from datetime import UTC, datetime
 import msgspec
 from litestar import Request, get, post
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, JSONBody
+
 from projections.queries import get_run, list_run_events
 from projections.views import RunView
-
 from schemas.api import CancelRunRequest, RunEventResponse, RunResponse
 from services.api.auth import caller_of, require
 from services.api.context import ApiContext
@@ -29,13 +30,13 @@ async def run_response(ctx: ApiContext, key: ApiKey, run_id: str) -> RunResponse
 
 
 @get("/v1/runs/{run_id:str}", summary="Get a run")
-async def read_run(request: Request, run_id: str) -> RunResponse:
+async def read_run(request: Request, run_id: FromPath[str]) -> RunResponse:
     return await run_response(request.app.state.ctx, caller_of(request), run_id)
 
 
 @post("/v1/runs/{run_id:str}/cancel", status_code=200, summary="Cancel a run")
-async def cancel_run(request: Request, run_id: str,
-                     data: CancelRunRequest | None = None) -> RunResponse:
+async def cancel_run(request: Request, run_id: FromPath[str],
+                     data: JSONBody[CancelRunRequest | None] = None) -> RunResponse:
     key = caller_of(request)
     require(key, "operator")
     ctx: ApiContext = request.app.state.ctx
@@ -49,7 +50,7 @@ async def cancel_run(request: Request, run_id: str,
 
 
 @get("/v1/runs/{run_id:str}/events", summary="A run's event history")
-async def run_events(request: Request, run_id: str) -> list[RunEventResponse]:
+async def run_events(request: Request, run_id: FromPath[str]) -> list[RunEventResponse]:
     key = caller_of(request)
     ctx: ApiContext = request.app.state.ctx
     await _run(ctx, key, run_id)
