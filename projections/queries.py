@@ -13,8 +13,8 @@ from projections.views import JobView, RunEventView, RunView
 
 V = TypeVar("V", JobView, RunView, RunEventView)
 
-__all__ = ["get_job", "get_job_by_slug", "get_run", "job_position", "list_run_events",
-           "load_offsets"]
+__all__ = ["get_job", "get_job_by_slug", "get_run", "job_position", "job_positions_of",
+           "list_run_events", "load_offsets"]
 
 
 def _aware(value: Any) -> Any:
@@ -60,9 +60,14 @@ async def list_run_events(engine: AsyncEngine, project_id: str,
         return [_view(row, RunEventView) for row in rows]
 
 
+async def job_positions_of(engine: AsyncEngine, job_ids: list[str]) -> dict[str, int]:
+    """The highest seq the projection has applied, for each of these jobs that has one."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(job_positions.c.job_id, job_positions.c.last_seq)
+                                  .where(job_positions.c.job_id.in_(job_ids)))
+        return {str(job_id): int(seq) for job_id, seq in rows}
+
+
 async def job_position(engine: AsyncEngine, job_id: str) -> int:
     """The highest seq of the job that the projection has applied (0 if none)."""
-    async with engine.connect() as conn:
-        row = (await conn.execute(select(job_positions.c.last_seq)
-                                  .where(job_positions.c.job_id == job_id))).first()
-    return 0 if row is None else int(row[0])
+    return (await job_positions_of(engine, [job_id])).get(job_id, 0)

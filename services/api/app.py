@@ -18,6 +18,7 @@ from services.api.context import ApiContext, CommandRejected, StillPending
 from services.api.health import healthz, readyz
 from services.api.jobs import create_job, read_job, trigger_job
 from services.api.runs import cancel_run, read_run, run_events
+from services.api.visibility import ProjectionWatcher
 from services.config import Settings
 from services.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 
@@ -63,11 +64,14 @@ def create_app(settings: Settings) -> Litestar:
         await consumer.start()
         bus = CommandBus(settings, producer, consumer)
         await bus.start()
-        app.state.ctx = ApiContext(settings, bus, engine, KeyRing(settings))
+        watcher = ProjectionWatcher(engine)
+        watcher.start()
+        app.state.ctx = ApiContext(settings, bus, engine, KeyRing(settings), watcher)
         app.state.keyring = app.state.ctx.keyring
         try:
             yield
         finally:
+            await watcher.stop()
             await bus.stop()
             await consumer.stop()
             await producer.stop()

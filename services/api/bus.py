@@ -6,8 +6,6 @@ process hears every outcome) and wakes the request that sent the command.
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -17,9 +15,6 @@ from services.kafka import topic_partitions
 from services.outcomes import CommandOutcome, decode_outcome
 
 log = logging.getLogger(__name__)
-
-POLL_SECS = 0.02
-
 
 class CommandBus:
     def __init__(self, settings: Settings, producer: AIOKafkaProducer,
@@ -71,13 +66,3 @@ class CommandBus:
             return None
         finally:
             del self._waiting[command.command_id]
-
-
-async def wait_until(visible: Callable[[], Awaitable[bool]], deadline: float) -> bool:
-    """Poll the read model until ``visible()`` or the deadline (a monotonic time)."""
-    while True:
-        if await visible():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(POLL_SECS)

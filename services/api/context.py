@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.queries import job_position
 from services.api.auth import KeyRing
-from services.api.bus import CommandBus, wait_until
+from services.api.bus import CommandBus
+from services.api.visibility import ProjectionWatcher
 from services.config import Settings
 from services.domain import Command
 from services.outcomes import CommandOutcome
@@ -39,6 +39,7 @@ class ApiContext:
     bus: CommandBus
     engine: AsyncEngine
     keyring: KeyRing
+    watcher: ProjectionWatcher
 
     async def execute(self, command: Command, location: str | None = None) -> CommandOutcome:
         """Send ``command``; return once its effect is in the read model (read-your-writes).
@@ -51,10 +52,7 @@ class ApiContext:
             raise StillPending(command.command_id, location)
         if outcome.rejected:
             raise CommandRejected(outcome.code or "conflict", outcome.reason or "rejected")
-
-        async def visible() -> bool:
-            return await job_position(self.engine, command.job_id) >= outcome.seq
-
-        if not await wait_until(visible, deadline):
+        left = max(0.0, deadline - time.monotonic())
+        if not await self.watcher.wait_for(command.job_id, outcome.seq, left):
             raise StillPending(command.command_id, location)
         return outcome

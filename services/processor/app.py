@@ -115,6 +115,9 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(commands)
     async def apply_commands(stream: faust.StreamT) -> None:
+        # One command at a time. (Batches through ``stream.take_events`` would share one
+        # broker acknowledgement, but under load it handed us some events twice and lost
+        # others, so it is not used.)
         async for event in stream.events():
             await process_command(event.value, store, sink)
 

@@ -61,32 +61,102 @@ def load(store: StateStore, command: Command) -> Aggregate:
     return Aggregate(job=job, runs=runs)
 
 
+class StateWrites(msgspec.Struct):
+    """What one command changes in the processor's tables, stored only after the log has
+    the command's events."""
+
+    jobs: list[JobState] = msgspec.field(default_factory=list)
+    runs: list[RunState] = msgspec.field(default_factory=list)
+    answers: list[tuple[str, Answer]] = msgspec.field(default_factory=list)
+
+    def apply_to(self, store: StateStore) -> None:
+        for job in self.jobs:
+            store.put_job(job)
+        for run in self.runs:
+            store.put_run(run)
+        for command_id, answer in self.answers:
+            store.put_answer(command_id, answer)
+
+
+class _Staged:
+    """The store as the earlier commands of a batch have left it (nothing written yet)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.jobs: dict[str, JobState] = {}
+        self.runs: dict[str, RunState] = {}
+        self.answers: dict[str, Answer] = {}
+
+    def get_job(self, job_id: str) -> JobState | None:
+        return self.jobs.get(job_id) or self.store.get_job(job_id)
+
+    def get_run(self, run_id: str) -> RunState | None:
+        return self.runs.get(run_id) or self.store.get_run(run_id)
+
+    def get_answer(self, command_id: str) -> Answer | None:
+        return self.answers.get(command_id) or self.store.get_answer(command_id)
+
+    def put_job(self, job: JobState) -> None:
+        self.jobs[job.job_id] = job
+
+    def put_run(self, run: RunState) -> None:
+        self.runs[run.run_id] = run
+
+    def put_answer(self, command_id: str, answer: Answer) -> None:
+        self.answers[command_id] = answer
+
+
+async def process_commands(raws: Sequence[bytes], store: StateStore,
+                           sink: Sink) -> list[StateWrites]:
+    """Decide a batch of commands in order, append all their records, and return each
+    command's state writes for the caller to store, in order, now that the log has them.
+
+    Batching lets one broker acknowledgement cover many commands.
+    """
+    staged = _Staged(store)
+    writes: list[StateWrites] = []
+    records: list[tuple[str, bytes]] = []
+    orders: list[tuple[str, bytes]] = []
+    outcomes: list[tuple[str, bytes]] = []
+    for raw in raws:
+        change = StateWrites()
+        writes.append(change)
+        try:
+            command = decode_command(raw)
+        except msgspec.DecodeError as exc:
+            log.error("dropping undecodable command: %s", exc)
+            continue
+        answer = staged.get_answer(command.command_id)
+        if answer is None:
+            before = load(staged, command)
+            decision = handle(before, command)
+            answer = decision.answer
+            new_records, new_orders = _records(command, before.job.seq, decision.events,
+                                               decision.state)
+            records += new_records
+            orders += new_orders
+            if decision.events:
+                change.jobs.append(decision.state.job)
+                touched = {rid for rid, _ in decision.events if rid is not None}
+                change.runs += [decision.state.runs[rid] for rid in sorted(touched)]
+            change.answers.append((command.command_id, answer))
+            change.apply_to(staged)
+        outcome = CommandOutcome(command_id=command.command_id, job_id=command.job_id,
+                                 seq=answer.seq, run_id=answer.run_id,
+                                 rejected=answer.rejected, code=answer.code,
+                                 reason=answer.reason)
+        outcomes.append((command.job_id, encode_outcome(outcome)))
+    await sink.append(records, orders)
+    # Answers go out once the events are durable: a caller told "done" can read them.
+    for key, value in outcomes:
+        sink.answer(key, value)
+    return writes
+
+
 async def process_command(raw: bytes, store: StateStore, sink: Sink) -> None:
-    try:
-        command = decode_command(raw)
-    except msgspec.DecodeError as exc:
-        log.error("dropping undecodable command: %s", exc)
-        return
-
-    answer = store.get_answer(command.command_id)
-    if answer is None:
-        before = load(store, command)
-        decision = handle(before, command)
-        answer = decision.answer
-        records, orders = _records(command, before.job.seq, decision.events, decision.state)
-        await sink.append(records, orders)
-        # Only now, with the events durable, does the state move on.
-        if decision.events:
-            store.put_job(decision.state.job)
-            touched = {rid for rid, _ in decision.events if rid is not None}
-            for rid in touched:
-                store.put_run(decision.state.runs[rid])
-        store.put_answer(command.command_id, answer)
-
-    outcome = CommandOutcome(command_id=command.command_id, job_id=command.job_id,
-                             seq=answer.seq, run_id=answer.run_id, rejected=answer.rejected,
-                             code=answer.code, reason=answer.reason)
-    sink.answer(command.job_id, encode_outcome(outcome))
+    """One command: decide, append, then store the state that follows."""
+    for change in await process_commands([raw], store, sink):
+        change.apply_to(store)
 
 
 def _records(

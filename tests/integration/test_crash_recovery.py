@@ -37,8 +37,8 @@ def _statuses(database: str) -> dict[str, str]:
         return dict(db.execute("SELECT id, status FROM runs").fetchall())
 
 
-async def _read_log(stack: RunningStack) -> list[tuple[bytes, bytes]]:
-    topic = Topics(stack.prefix).events
+async def _read_log(stack: RunningStack, topic: str | None = None) -> list[tuple[bytes, bytes]]:
+    topic = topic or Topics(stack.prefix).events
     consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -96,7 +96,14 @@ async def test_kill_processor_and_projector_mid_flight(ready_stack: RunningStack
         await asyncio.sleep(1.0)
     missing = [r for r in run_ids if r not in statuses]
     unfinished = [r for r in run_ids if statuses.get(r) not in TERMINAL]
-    assert not missing, f"{len(missing)} runs lost, e.g. {missing[:3]}\n{stack.logs()}"
+    if missing:
+        topics = Topics(stack.prefix)
+        where = {name: sum(missing[0].encode() in value
+                           for _, value in await _read_log(stack, topic))
+                 for name, topic in (("commands", topics.commands), ("events", topics.events),
+                                     ("outcomes", topics.outcomes))}
+        raise AssertionError(f"{len(missing)} runs lost, e.g. {missing[:3]}; records naming "
+                             f"{missing[0]}: {where}\n{stack.logs()}")
     assert not unfinished, f"{len(unfinished)} runs unfinished\n{stack.logs()}"
     assert {statuses[r] for r in run_ids} == {"completed"}
 

@@ -167,6 +167,8 @@ async def test_concurrent_triggers_all_complete(ready_stack: RunningStack,
         responses = await asyncio.gather(*(
             client.post(f"/v1/jobs/{job['id']}/trigger", json={"payload": i})
             for i in range(40)))
+        assert all(r.status_code == 201 for r in responses), [r.text for r in responses
+                                                              if r.status_code != 201]
         ids = [r.json()["id"] for r in responses]
         runs = [await wait_for_status(client, i, {"completed"}) for i in ids]
         assert sorted(r["result"]["echo"] for r in runs) == list(range(40))

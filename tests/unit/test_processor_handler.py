@@ -9,7 +9,7 @@ from events import JobSpec, decode_dispatch, decode_event
 from services.domain import CreateJob, JobState, RunState, TriggerRun, encode_command
 from services.domain.state import Answer
 from services.outcomes import decode_outcome
-from services.processor.handler import process_command
+from services.processor.handler import process_command, process_commands
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -124,3 +124,16 @@ async def test_undecodable_command_is_dropped() -> None:
     store, sink = MemoryStore(), MemorySink()
     await process_command(b"{not json", store, sink)
     assert sink.events == [] and sink.outcomes == []
+
+
+async def test_a_batch_decides_each_command_on_the_state_the_earlier_ones_left() -> None:
+    store, sink = MemoryStore(), MemorySink()
+    writes = await process_commands([create(), trigger("c2", "r1"), trigger("c3", "r2"),
+                                     trigger("c2", "r1")], store, sink)
+    assert store.jobs == {}  # nothing stored until the caller applies the writes
+    assert [d.envelope.seq for raw in sink.events if (d := decode_event(raw))] == [1, 2, 3,
+                                                                                  4, 5]
+    assert [decode_outcome(o).seq for o in sink.outcomes] == [1, 3, 5, 3]
+    for change in writes:
+        change.apply_to(store)
+    assert store.jobs["j"].seq == 5 and set(store.runs) == {"r1", "r2"}
