@@ -71,6 +71,9 @@ class RunDispatched(_Body, frozen=True, kw_only=True):
     TYPE = "run.dispatched"
     attempt: int
     endpoint_url: str
+    # Past this, with no report from an executor, the attempt counts as timed out (a lost
+    # executor or a lost report must not leave a run running forever).
+    deadline_at: datetime | None = None
 
 
 class RunCompleted(_Body, frozen=True, kw_only=True):

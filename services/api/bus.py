@@ -16,6 +16,8 @@ from services.outcomes import CommandOutcome, decode_outcome
 
 log = logging.getLogger(__name__)
 
+RESEND_SECS = 2.0
+
 class CommandBus:
     def __init__(self, settings: Settings, producer: AIOKafkaProducer,
                  consumer: AIOKafkaConsumer) -> None:
@@ -54,15 +56,26 @@ class CommandBus:
                         future.set_result(outcome)
 
     async def send(self, command: Command) -> CommandOutcome | None:
-        """Send a command; its outcome, or None if none came within the wait bound."""
-        future: asyncio.Future[CommandOutcome] = asyncio.get_running_loop().create_future()
+        """Send a command; its outcome, or None if none came within the wait bound.
+
+        Without an answer after RESEND_SECS the same command (same id) is sent again: the
+        processor answers a command id once, so a repeat is harmless, and a command lost
+        on its way (a processor crash, a rebalance) gets another chance.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[CommandOutcome] = loop.create_future()
         self._waiting[command.command_id] = future
+        deadline = loop.time() + self.settings.command_wait_secs
+        raw = encode_command(command)
         try:
-            await self.producer.send_and_wait(self.settings.topics.commands,
-                                              encode_command(command),
-                                              key=command.job_id.encode())
-            return await asyncio.wait_for(future, self.settings.command_wait_secs)
-        except TimeoutError:
+            while (left := deadline - loop.time()) > 0:
+                await self.producer.send_and_wait(self.settings.topics.commands, raw,
+                                                  key=command.job_id.encode())
+                try:
+                    return await asyncio.wait_for(asyncio.shield(future),
+                                                  min(RESEND_SECS, left))
+                except TimeoutError:
+                    continue
             return None
         finally:
             del self._waiting[command.command_id]

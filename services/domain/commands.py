@@ -58,8 +58,9 @@ class CancelRun(_Command, frozen=True, kw_only=True, tag="run.cancel"):
     reason: str = "canceled by user"
 
 
-class FireDueRetries(_Command, frozen=True, kw_only=True, tag="retries.fire"):
-    """Issued by the processor's timer: requeue every delayed run whose time has come."""
+class FireDueTimers(_Command, frozen=True, kw_only=True, tag="timers.fire"):
+    """Issued by the processor's timer: requeue every delayed run whose retry is due, and
+    time out every attempt whose executor has not reported by its deadline."""
 
 
 Command = (
@@ -69,7 +70,7 @@ Command = (
     | ReportAttemptSucceeded
     | ReportAttemptFailed
     | CancelRun
-    | FireDueRetries
+    | FireDueTimers
 )
 
 _encoder = msgspec.json.Encoder()

@@ -1,12 +1,13 @@
 """decide(state, command, now) -> events | rejection, and ``handle``, which also applies
 the follow-ups a decision makes possible (dispatching queued runs)."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import msgspec
 
 from events.types import (
+    AttemptFailure,
     Event,
     JobCreated,
     RunCanceled,
@@ -23,7 +24,7 @@ from services.domain.commands import (
     Command,
     CreateJob,
     DispatchRun,
-    FireDueRetries,
+    FireDueTimers,
     ReportAttemptFailed,
     ReportAttemptSucceeded,
     TriggerRun,
@@ -31,6 +32,10 @@ from services.domain.commands import (
 from services.domain.evolve import evolve
 from services.domain.retry import GiveUp, retry_decision
 from services.domain.state import TERMINAL, Aggregate, Answer, RunState, RunStatus
+
+# How long past its HTTP timeout an attempt may go unreported before it counts as lost:
+# room for queueing in the dispatch topic and for the report's own trip.
+REPORT_GRACE_SECS = 30
 
 RejectionCode = Literal["not_found", "conflict", "invalid"]
 
@@ -54,9 +59,8 @@ def decide(state: Aggregate, command: Command, now: datetime) -> list[RunEvent] 
     match command:
         case TriggerRun():
             return _trigger(state, command)
-        case FireDueRetries():
-            due = sorted((at, rid) for rid, at in job.delayed.items() if at <= now)
-            return [(rid, RunRequeued(next_attempt=state.runs[rid].attempt + 1)) for _, rid in due]
+        case FireDueTimers():
+            return _fire_timers(state, now)
     run = state.runs.get(command.run_id)
     if run is None:
         return Rejection("not_found", f"run {command.run_id} not found")
@@ -64,13 +68,28 @@ def decide(state: Aggregate, command: Command, now: datetime) -> list[RunEvent] 
         case DispatchRun():
             if run.status is not RunStatus.QUEUED:
                 return Rejection("conflict", f"run {run.run_id} is {run.status}, not queued")
+            deadline = now + timedelta(seconds=run.timeout_secs + REPORT_GRACE_SECS)
             return [(run.run_id, RunDispatched(attempt=run.attempt + 1,
-                                                endpoint_url=job.spec.endpoint_url))]
+                                                endpoint_url=job.spec.endpoint_url,
+                                                deadline_at=deadline))]
         case CancelRun():
             return _cancel(run, command)
         case ReportAttemptSucceeded() | ReportAttemptFailed():
             return _report(state, run, command, now)
     raise AssertionError(f"unhandled command {command!r}")
+
+
+def _fire_timers(state: Aggregate, now: datetime) -> list[RunEvent]:
+    events: list[RunEvent] = []
+    due = sorted((at, rid) for rid, at in state.job.delayed.items() if at <= now)
+    for _, rid in due:
+        events.append((rid, RunRequeued(next_attempt=state.runs[rid].attempt + 1)))
+    overdue = sorted((at, rid) for rid, at in state.job.deadlines.items() if at <= now)
+    for at, rid in overdue:
+        lost = AttemptFailure(kind="timeout", message="no report from an executor by the "
+                              f"attempt's deadline {at.isoformat()}")
+        events += _attempt_failed(state, state.runs[rid], lost, now)
+    return events
 
 
 def _trigger(state: Aggregate, command: TriggerRun) -> list[RunEvent] | Rejection:
@@ -121,21 +140,28 @@ def _report(
         # A late or repeated report for an attempt that has already ended.
         return Rejection("conflict", f"attempt {command.attempt} of run {run.run_id} is not "
                                      f"in progress (run is {run.status}, attempt {run.attempt})")
+    if isinstance(command, ReportAttemptFailed):
+        return _attempt_failed(state, run, command.failure, now)
+    if run.status is RunStatus.CANCELING:
+        return [(run.run_id, RunCanceled(reason="canceled while running"))]
+    return [(run.run_id, RunCompleted(attempt=run.attempt, result=command.result,
+                                      status_code=command.status_code,
+                                      duration_ms=command.duration_ms))]
+
+
+def _attempt_failed(state: Aggregate, run: RunState, failure: AttemptFailure,
+                    now: datetime) -> list[RunEvent]:
     rid = run.run_id
     if run.status is RunStatus.CANCELING:
         return [(rid, RunCanceled(reason="canceled while running"))]
-    if isinstance(command, ReportAttemptSucceeded):
-        return [(rid, RunCompleted(attempt=run.attempt, result=command.result,
-                                   status_code=command.status_code,
-                                   duration_ms=command.duration_ms))]
     assert state.job.spec is not None
-    decision = retry_decision(run.attempt, run.max_attempts, command.failure, state.job.spec, now)
+    decision = retry_decision(run.attempt, run.max_attempts, failure, state.job.spec, now)
     if isinstance(decision, GiveUp):
         status: Literal["failed", "timed_out"] = (
-            "timed_out" if command.failure.kind == "timeout" else "failed"
+            "timed_out" if failure.kind == "timeout" else "failed"
         )
-        return [(rid, RunFailed(attempt=run.attempt, failure=command.failure, status=status))]
-    return [(rid, RunRetryScheduled(attempt=run.attempt, failure=command.failure,
+        return [(rid, RunFailed(attempt=run.attempt, failure=failure, status=status))]
+    return [(rid, RunRetryScheduled(attempt=run.attempt, failure=failure,
                                     next_retry_at=decision.at))]
 
 

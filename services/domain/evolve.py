@@ -22,12 +22,12 @@ def _without(ids: tuple[str, ...], run_id: str) -> tuple[str, ...]:
 
 
 def _finish(job: JobState, run_id: str) -> JobState:
-    delayed = {k: v for k, v in job.delayed.items() if k != run_id}
     return replace(
         job,
         queued=_without(job.queued, run_id),
         running=_without(job.running, run_id),
-        delayed=delayed,
+        delayed={k: v for k, v in job.delayed.items() if k != run_id},
+        deadlines={k: v for k, v in job.deadlines.items() if k != run_id},
     )
 
 
@@ -58,9 +58,13 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
     assert run_id is not None, f"{type(event).__name__} needs a run id"
     run = runs[run_id]
     match event:
-        case RunDispatched(attempt=attempt):
-            run = replace(run, status=RunStatus.RUNNING, attempt=attempt, next_retry_at=None)
-            job = replace(job, queued=_without(job.queued, run_id), running=(*job.running, run_id))
+        case RunDispatched(attempt=attempt, deadline_at=deadline):
+            run = replace(run, status=RunStatus.RUNNING, attempt=attempt, next_retry_at=None,
+                          deadline_at=deadline)
+            deadlines = job.deadlines if deadline is None else {**job.deadlines,
+                                                                 run_id: deadline}
+            job = replace(job, queued=_without(job.queued, run_id),
+                          running=(*job.running, run_id), deadlines=deadlines)
         case RunCompleted():
             run = replace(run, status=RunStatus.COMPLETED)
             job = _finish(job, run_id)

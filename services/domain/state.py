@@ -45,6 +45,7 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
     payload: Any = None
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     next_retry_at: datetime | None = None
+    deadline_at: datetime | None = None
 
 
 class Answer(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,6 +73,9 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     queued: tuple[str, ...] = ()
     delayed: dict[str, datetime] = msgspec.field(default_factory=dict)
     running: tuple[str, ...] = ()
+    # Report deadlines of running attempts, so the timer finds overdue ones without
+    # reading every run.
+    deadlines: dict[str, datetime] = msgspec.field(default_factory=dict)
 
 
 class Aggregate(msgspec.Struct, frozen=True, kw_only=True):

@@ -16,7 +16,7 @@ from faust.types import TableT
 
 from services.config import Settings
 from services.domain import JobState, RunState, encode_command
-from services.domain.commands import FireDueRetries
+from services.domain.commands import FireDueTimers
 from services.domain.state import Answer
 from services.processor.handler import process_command
 
@@ -132,12 +132,13 @@ def create_app(settings: Settings) -> faust.App:
         for raw in list(store.jobs.values()):
             job = _job_decoder.decode(raw)
             job_id = job.job_id
-            if not any(at <= now for at in job.delayed.values()):
+            timers = (*job.delayed.values(), *job.deadlines.values())
+            if not any(at <= now for at in timers):
                 continue
             if tick - asked_at.get(job_id, 0.0) < ASK_AGAIN_SECS:
                 continue  # the last request is probably still on its way
             asked_at[job_id] = tick
-            command = FireDueRetries(
+            command = FireDueTimers(
                 command_id=f"retries:{job_id}:{uuid.uuid4().hex}", project_id=job.project_id,
                 job_id=job_id, issued_at=now, actor="timer")
             await commands.send(key=job_id.encode(), value=encode_command(command))

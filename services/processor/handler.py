@@ -22,7 +22,7 @@ from events.dispatch import DispatchOrder, encode_dispatch
 from events.envelope import Envelope
 from events.types import Event, RunDispatched
 from services.domain import Aggregate, Command, JobState, RunState, decode_command, handle
-from services.domain.commands import FireDueRetries
+from services.domain.commands import FireDueTimers
 from services.domain.state import Answer
 from services.outcomes import CommandOutcome, encode_outcome
 
@@ -55,8 +55,9 @@ def load(store: StateStore, command: Command) -> Aggregate:
     wanted = set(job.queued[: job.spec.max_concurrency or None] if job.spec else ())
     if run_id := getattr(command, "run_id", None):
         wanted.add(run_id)
-    if isinstance(command, FireDueRetries):
+    if isinstance(command, FireDueTimers):
         wanted.update(job.delayed)
+        wanted.update(job.deadlines)
     runs = {rid: run for rid in wanted if (run := store.get_run(rid)) is not None}
     return Aggregate(job=job, runs=runs)
 

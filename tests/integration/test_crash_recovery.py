@@ -65,7 +65,7 @@ async def test_kill_processor_and_projector_mid_flight(ready_stack: RunningStack
     async with stack.client(timeout=60) as client:
         jobs = [await create_job(client, f"crash-{n}-{uuid.uuid4().hex[:6]}",
                                  f"{endpoint.base_url}/{'flaky/1' if n % 2 else 'slow/200'}",
-                                 max_attempts=3, retry_delays_secs=[1])
+                                 max_attempts=3, retry_delays_secs=[1], timeout_secs=5)
                 for n in range(JOBS)]
         limit = asyncio.Semaphore(25)
 
@@ -104,7 +104,8 @@ async def test_kill_processor_and_projector_mid_flight(ready_stack: RunningStack
                                      ("outcomes", topics.outcomes))}
         raise AssertionError(f"{len(missing)} runs lost, e.g. {missing[:3]}; records naming "
                              f"{missing[0]}: {where}\n{stack.logs()}")
-    assert not unfinished, f"{len(unfinished)} runs unfinished\n{stack.logs()}"
+    assert not unfinished, (f"{len(unfinished)} runs unfinished: "
+                            f"{[(r, statuses.get(r)) for r in unfinished[:5]]}\n{stack.logs()}")
     assert {statuses[r] for r in run_ids} == {"completed"}
 
     with sqlite3.connect(f"file:{stack.database_path}?mode=ro", uri=True) as db:

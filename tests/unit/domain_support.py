@@ -9,7 +9,7 @@ from services.domain import (
     Aggregate,
     CancelRun,
     CreateJob,
-    FireDueRetries,
+    FireDueTimers,
     JobState,
     ReportAttemptFailed,
     ReportAttemptSucceeded,
@@ -73,5 +73,5 @@ def cancel(run_id: str = "r1", now: datetime = T0) -> CancelRun:
                      run_id=run_id)
 
 
-def fire(now: datetime) -> FireDueRetries:
-    return FireDueRetries(command_id=cid(), project_id="p", job_id="j", issued_at=now)
+def fire(now: datetime) -> FireDueTimers:
+    return FireDueTimers(command_id=cid(), project_id="p", job_id="j", issued_at=now)

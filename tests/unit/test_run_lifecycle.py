@@ -16,6 +16,7 @@ from events.types import (
     RunTriggered,
 )
 from services.domain import Rejection, RunStatus, decide, handle
+from services.domain.decide import REPORT_GRACE_SECS
 from services.domain.retry import retry_delay_secs
 from tests.unit.domain_support import (
     T0,
@@ -110,7 +111,9 @@ def test_retryable_failure_schedules_a_retry_then_the_timer_requeues_it() -> Non
     due = handle(state, fire(at(11)))
     assert types(due.events) == ["RunRequeued", "RunDispatched"]
     assert isinstance(due.events[0][1], RunRequeued) and due.events[0][1].next_attempt == 2
-    assert due.events[1][1] == RunDispatched(attempt=2, endpoint_url="http://e.example/x")
+    assert due.events[1][1] == RunDispatched(
+        attempt=2, endpoint_url="http://e.example/x",
+        deadline_at=at(11) + timedelta(seconds=30 + REPORT_GRACE_SECS))
 
 
 def test_permanent_failure_fails_at_once() -> None:
@@ -171,3 +174,22 @@ def test_cancel_requested_event_is_recorded() -> None:
 def test_evolve_counts_one_seq_per_event() -> None:
     events = running()
     assert given(events).job.seq == len(events)
+
+
+def test_an_attempt_nobody_reports_on_times_out_at_its_deadline() -> None:
+    state = handle(given(job(max_attempts=2, timeout_secs=5)), trigger()).state
+    deadline = T0 + timedelta(seconds=5 + REPORT_GRACE_SECS)
+    assert state.job.deadlines == {"r1": deadline}
+    assert handle(state, fire(deadline - timedelta(seconds=1))).events == []
+    lost = handle(state, fire(deadline))
+    assert types(lost.events) == ["RunRetryScheduled"]
+    assert lost.events[0][1].failure.kind == "timeout"
+    assert lost.state.job.deadlines == {}
+    # the executor's report arriving after that is late, and rejected
+    assert isinstance(decide(lost.state, succeed(), deadline), Rejection)
+
+
+def test_a_canceling_run_nobody_reports_on_is_canceled_at_its_deadline() -> None:
+    state = handle(handle(given(job(timeout_secs=5)), trigger()).state, cancel()).state
+    done = handle(state, fire(T0 + timedelta(seconds=5 + REPORT_GRACE_SECS)))
+    assert types(done.events) == ["RunCanceled"]
