@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import faust
 import msgspec
@@ -18,6 +19,7 @@ from services.config import Settings
 from services.domain import JobState, RunState, encode_command
 from services.domain.commands import FireDueTimers
 from services.domain.state import Answer
+from services.processor.gaps import GapGuard
 from services.processor.handler import process_command
 
 log = logging.getLogger(__name__)
@@ -113,13 +115,22 @@ def create_app(settings: Settings) -> faust.App:
 
     store = TableStore(table("jobs"), table("runs"), table("answers"))
 
+    guard = GapGuard(settings.kafka_bootstrap, topics.commands, app.conf.id)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        guard.forget()
+
+    async def handle(raw: bytes) -> None:
+        await process_command(raw, store, sink)
+
     @app.agent(commands)
     async def apply_commands(stream: faust.StreamT) -> None:
         # One command at a time. (Batches through ``stream.take_events`` would share one
-        # broker acknowledgement, but under load it handed us some events twice and lost
-        # others, so it is not used.)
+        # broker acknowledgement, but under load they lost commands, so not yet.)
         async for event in stream.events():
-            await process_command(event.value, store, sink)
+            await guard.before(event.message.partition, event.message.offset, handle)
+            await handle(event.value)
 
     asked_at: dict[str, float] = {}
 
