@@ -6,8 +6,7 @@ The envelope is decoded first with the body left raw, so a type this build does 
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -21,20 +20,10 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
 
-class _WireEvent(msgspec.Struct, frozen=True, kw_only=True):
-    event_id: str
-    type: str
-    version: int
-    project_id: str
-    job_id: str
-    seq: int
-    occurred_at: datetime
-    command_id: str
+class _WireEvent(Envelope, frozen=True, kw_only=True):
+    """How an event is written: the envelope's fields plus the body as ``data``."""
+
     data: msgspec.Raw
-    run_id: str | None = None
-    correlation_id: str | None = None
-    causation_id: str | None = None
-    producer: str = "jobledger.processor"
 
 
 class DecodedEvent(msgspec.Struct, frozen=True):
@@ -49,8 +38,7 @@ _body_decoders = {name: msgspec.json.Decoder(cls) for name, cls in EVENT_TYPES.i
 
 def encode_event(envelope: Envelope, event: Event) -> bytes:
     fields = msgspec.structs.asdict(envelope)
-    fields["data"] = msgspec.Raw(_encoder.encode(event))
-    return _encoder.encode(_WireEvent(**fields))
+    return _encoder.encode(_WireEvent(**fields, data=msgspec.Raw(_encoder.encode(event))))
 
 
 def decode_event(raw: bytes) -> DecodedEvent | None:
@@ -74,7 +62,7 @@ def decode_event(raw: bytes) -> DecodedEvent | None:
         event = msgspec.convert(obj, body_type)
     else:
         event = _body_decoders[wire.type].decode(data)
-    fields = msgspec.structs.asdict(wire)
-    del fields["data"]
+    fields = {name: getattr(wire, name) for name in Envelope.__struct_fields__}
     fields["version"] = version
-    return DecodedEvent(Envelope(**fields), event)  # type: ignore[arg-type]
+    # EVENT_TYPES maps each tag to its member of the Event union.
+    return DecodedEvent(Envelope(**fields), cast(Event, event))
