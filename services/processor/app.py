@@ -29,7 +29,7 @@ _run_decoder = msgspec.msgpack.Decoder(RunState)
 _answer_decoder = msgspec.msgpack.Decoder(Answer)
 _encode = msgspec.msgpack.encode
 
-RETRY_TICK_SECS = 0.5
+TIMER_TICK_SECS = 0.5
 ASK_AGAIN_SECS = 2.0
 
 
@@ -127,17 +127,17 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(commands)
     async def apply_commands(stream: faust.StreamT) -> None:
         # One command at a time. (Batches through ``stream.take_events`` would share one
-        # broker acknowledgement, but under load they lost commands, so not yet.)
+        # broker acknowledgement; tried before the gap check existed, they lost commands.)
         async for event in stream.events():
             await guard.before(event.message.partition, event.message.offset, handle)
             await handle(event.value)
 
     asked_at: dict[str, float] = {}
 
-    @app.timer(RETRY_TICK_SECS)
-    async def fire_due_retries() -> None:
-        # The timer only asks: requeueing is a command like any other, so it is on the log
-        # and decided in order with everything else the job receives.
+    @app.timer(TIMER_TICK_SECS)
+    async def fire_due_timers() -> None:
+        # The timer only asks: requeueing or timing out is a command like any other, so it is
+        # on the log and decided in order with everything else the job receives.
         now = datetime.now(UTC)
         tick = time.monotonic()
         for raw in list(store.jobs.values()):
@@ -150,7 +150,7 @@ def create_app(settings: Settings) -> faust.App:
                 continue  # the last request is probably still on its way
             asked_at[job_id] = tick
             command = FireDueTimers(
-                command_id=f"retries:{job_id}:{uuid.uuid4().hex}", project_id=job.project_id,
+                command_id=f"timers:{job_id}:{uuid.uuid4().hex}", project_id=job.project_id,
                 job_id=job_id, issued_at=now, actor="timer")
             await commands.send(key=job_id.encode(), value=encode_command(command))
 
