@@ -2,14 +2,14 @@
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat deploy/requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: install kafka-jars run test lint unit bench lock clean
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): deploy/requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q -r deploy/requirements.lock
 	$(BIN)/python -m pip install -q --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
@@ -36,7 +36,7 @@ bench: install kafka-jars
 
 # Re-pin every dependency (needs uv: pip install uv).
 lock:
-	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o deploy/requirements.lock
 
 clean:
 	rm -rf $(VENV) .jobledger
