@@ -58,6 +58,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_key_hash(args: argparse.Namespace) -> int:
+    print(hash_key(args.key))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jobledger", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     hash_parser = sub.add_parser("hash-key", help="print the SHA-256 to put in "
                                  "JOBLEDGER_API_KEYS for a new key")
     hash_parser.add_argument("key")
-    hash_parser.set_defaults(func=lambda a: print(hash_key(a.key)) or 0)
+    hash_parser.set_defaults(func=print_key_hash)
     args = parser.parse_args(argv)
     return int(args.func(args))
 
