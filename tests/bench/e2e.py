@@ -70,7 +70,8 @@ async def _records_written(bootstrap: str, prefix: str) -> int:
         await consumer.stop()
 
 
-async def e2e_rate(bootstrap: str, runs: int, clients: int, home: Path) -> tuple[float, float]:
+async def e2e_rate(bootstrap: str, runs: int, clients: int,
+                   home: Path) -> tuple[float, float, list[float]]:
     endpoint = Endpoint()
     await endpoint.start()
     stack = start_stack(bootstrap, home)
@@ -82,10 +83,14 @@ async def e2e_rate(bootstrap: str, runs: int, clients: int, home: Path) -> tuple
             before = await _records_written(bootstrap, stack.prefix)
             limit = asyncio.Semaphore(clients)
 
+            latencies: list[float] = []
+
             async def trigger(i: int) -> None:
                 async with limit:
+                    sent = time.perf_counter()
                     response = await client.post(f"/v1/jobs/{job['id']}/trigger",
                                                  json={"payload": {"i": i}})
+                    latencies.append(time.perf_counter() - sent)
                     assert response.status_code in (201, 202), response.text
 
             started = time.perf_counter()
@@ -94,7 +99,7 @@ async def e2e_rate(bootstrap: str, runs: int, clients: int, home: Path) -> tuple
                 await asyncio.sleep(0.05)
             elapsed = time.perf_counter() - started
             records = await _records_written(bootstrap, stack.prefix) - before
-        return runs / elapsed, records / runs
+        return runs / elapsed, records / runs, sorted(latencies)
     finally:
         stack.stack.stop()
         await endpoint.stop()
@@ -114,7 +119,8 @@ async def main(args: argparse.Namespace) -> None:
         bootstrap = node.bootstrap
     try:
         raw = await raw_rate(bootstrap, args.records)
-        e2e, per_run = await e2e_rate(bootstrap, args.runs, args.clients, home / "stack")
+        e2e, per_run, latencies = await e2e_rate(bootstrap, args.runs, args.clients,
+                                                 home / "stack")
     finally:
         if node:
             node.stop()
@@ -123,6 +129,9 @@ async def main(args: argparse.Namespace) -> None:
     print(f"end-to-end completed runs : {e2e:10.1f} runs/s     ({args.runs} runs, "
           f"{args.clients} concurrent API clients)")
     print(f"Kafka records per run     : {per_run:10.1f}")
+    p50, p99 = (latencies[int(q * (len(latencies) - 1))] * 1000 for q in (0.5, 0.99))
+    print(f"trigger response (201 = visible in the projection): p50 {p50:.0f} ms, "
+          f"p99 {p99:.0f} ms")
     print(f"ratio e2e runs / raw recs : {e2e / raw:10.4f}  "
           f"(runs/s x records/run / raw = {e2e * per_run / raw:.2f} of raw throughput)")
 
