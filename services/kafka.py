@@ -30,17 +30,32 @@ def topic_specs(topics: Topics, partitions: int) -> list[NewTopic]:
 
 async def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> None:
     """Create the topics if missing; safe to call from every service at every start."""
+    await create_missing(bootstrap, topic_specs(topics, partitions))
+
+
+async def create_missing(bootstrap: str, specs: list[NewTopic]) -> None:
+    """Create the topics that do not exist yet, and return once every partition of each
+    has a leader (a topic just created can show no partitions for a moment)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [t for t in topic_specs(topics, partitions) if t.name not in existing]
+        missing = [t for t in specs if t.name not in existing]
         if missing:
             try:
                 await admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass  # another service created them first
             log.info("created topics %s", [t.name for t in missing])
+        wanted = {t.name: t.num_partitions for t in specs}
+        for _ in range(100):
+            described = await admin.describe_topics(list(wanted))
+            led = {t["topic"]: sum(p["leader"] >= 0 for p in t["partitions"])
+                   for t in described}
+            if all(led.get(name, 0) >= count for name, count in wanted.items()):
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"topics {sorted(wanted)} have no leaders yet")
     finally:
         await admin.close()
 

@@ -6,9 +6,9 @@ import logging
 import faust
 
 from services.config import Settings
-from services.kafka import ensure_topics, wait_for_broker
+from services.kafka import create_missing, ensure_topics, wait_for_broker
 from services.logs import configure_logging
-from services.processor.app import create_app
+from services.processor.app import create_app, table_topics
 
 
 def main() -> None:
@@ -18,6 +18,7 @@ def main() -> None:
     async def prepare() -> None:
         await wait_for_broker(settings.kafka_bootstrap)
         await ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
+        await create_missing(settings.kafka_bootstrap, table_topics(settings))
 
     asyncio.run(prepare())
     settings.processor_data_dir.mkdir(parents=True, exist_ok=True)

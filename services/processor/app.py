@@ -13,6 +13,7 @@ from typing import Any
 
 import faust
 import msgspec
+from aiokafka.admin import NewTopic
 from faust.types import TableT
 
 from services.config import Settings
@@ -31,6 +32,18 @@ _encode = msgspec.msgpack.encode
 
 TIMER_TICK_SECS = 0.5
 ASK_AGAIN_SECS = 2.0
+
+
+TABLES = ("jobs", "runs", "answers")
+
+
+def table_topics(settings: Settings) -> list[NewTopic]:
+    """The tables' changelog topics, named as faust names them. Created before the worker
+    starts: a changelog topic faust has only just created can look partitionless to it,
+    and its first table write then fails (PartitionsMismatch)."""
+    return [NewTopic(f"{settings.topic_prefix}-processor-{name}-changelog",
+                     settings.partitions, 1, topic_configs={"cleanup.policy": "compact"})
+            for name in TABLES]
 
 
 class TableStore:
@@ -113,7 +126,7 @@ def create_app(settings: Settings) -> faust.App:
         return app.Table(name, partitions=settings.partitions, key_type=bytes,
                          value_type=bytes)
 
-    store = TableStore(table("jobs"), table("runs"), table("answers"))
+    store = TableStore(*(table(name) for name in TABLES))
 
     guard = GapGuard(settings.kafka_bootstrap, topics.commands, app.conf.id)
 
