@@ -13,7 +13,7 @@ from projections.views import JobView, RunEventView, RunView
 
 V = TypeVar("V", JobView, RunView, RunEventView)
 
-__all__ = ["get_job", "get_job_by_slug", "get_run", "job_position", "job_positions_of",
+__all__ = ["get_job", "get_job_by_slug", "get_run", "job_positions_of",
            "list_run_events", "load_offsets"]
 
 
@@ -67,7 +67,3 @@ async def job_positions_of(engine: AsyncEngine, job_ids: list[str]) -> dict[str,
                                   .where(job_positions.c.job_id.in_(job_ids)))
         return {str(job_id): int(seq) for job_id, seq in rows}
 
-
-async def job_position(engine: AsyncEngine, job_id: str) -> int:
-    """The highest seq of the job that the projection has applied (0 if none)."""
-    return (await job_positions_of(engine, [job_id])).get(job_id, 0)

@@ -7,7 +7,7 @@ points only, so tests build Settings directly.
 import hashlib
 import ipaddress
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from events.topics import Topics
@@ -43,7 +43,6 @@ class Settings:
     max_payload_bytes: int = 256 * 1024
     processor_data_dir: Path = Path(".jobledger/processor")
     executor_concurrency: int = 200
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def topics(self) -> Topics:

@@ -67,7 +67,6 @@ def create_app(settings: Settings) -> Litestar:
         watcher = ProjectionWatcher(engine)
         watcher.start()
         app.state.ctx = ApiContext(settings, bus, engine, KeyRing(settings), watcher)
-        app.state.keyring = app.state.ctx.keyring
         try:
             yield
         finally:

@@ -23,7 +23,7 @@ def caller_of(request: Request) -> ApiKey:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise NotAuthorizedException("missing bearer API key (Authorization: Bearer <key>)")
-    key: ApiKey | None = request.app.state.keyring.identify(token.strip())
+    key: ApiKey | None = request.app.state.ctx.keyring.identify(token.strip())
     if key is None:
         raise NotAuthorizedException("unknown API key")
     return key

@@ -31,7 +31,7 @@ from services.domain.commands import (
 )
 from services.domain.evolve import evolve
 from services.domain.retry import GiveUp, retry_decision
-from services.domain.state import TERMINAL, Aggregate, Answer, RunState, RunStatus
+from services.domain.state import Aggregate, Answer, RunState, RunStatus
 
 # How long past its HTTP timeout an attempt may go unreported before it counts as lost:
 # room for queueing in the dispatch topic and for the report's own trip.
@@ -213,6 +213,3 @@ def dispatchable(state: Aggregate) -> list[str]:
     room = len(state.job.queued) if limit is None else max(0, limit - len(state.job.running))
     return list(state.job.queued[:room])
 
-
-def is_terminal(run: RunState) -> bool:
-    return run.status in TERMINAL

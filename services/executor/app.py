@@ -16,6 +16,7 @@ from events.dispatch import DispatchOrder, decode_dispatch
 from services.config import Settings
 from services.domain import encode_command
 from services.executor.call import call_endpoint
+from services.executor.guard import Network
 from services.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,10 @@ async def carry_out(
     producer: AIOKafkaProducer,
     settings: Settings,
     limit: asyncio.Semaphore,
+    allowed: list[Network],
 ) -> None:
     async with limit:
-        report = await call_endpoint(client, order, settings.allowed_ip_networks())
+        report = await call_endpoint(client, order, allowed)
     await producer.send_and_wait(settings.topics.commands, encode_command(report),
                                  key=order.job_id.encode())
 
@@ -61,6 +63,7 @@ async def run_executor(settings: Settings, stop: asyncio.Event | None = None) ->
     producer = make_producer(settings.kafka_bootstrap)
     limit = asyncio.Semaphore(settings.executor_concurrency)
     recent = RecentOrders()
+    allowed = settings.allowed_ip_networks()
     limits = httpx.Limits(max_connections=settings.executor_concurrency)
     async with httpx.AsyncClient(limits=limits, follow_redirects=False) as client:
         await consumer.start()
@@ -76,7 +79,7 @@ async def run_executor(settings: Settings, stop: asyncio.Event | None = None) ->
                         if recent.first_time(order.idempotency_key):
                             orders.append(order)
                 if orders:
-                    await asyncio.gather(*(carry_out(o, client, producer, settings, limit)
+                    await asyncio.gather(*(carry_out(o, client, producer, settings, limit, allowed)
                                            for o in orders))
                 if batches:
                     await consumer.commit()

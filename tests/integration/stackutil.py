@@ -3,7 +3,6 @@ session's broker, with its own topic prefix and database, and talk to it over HT
 
 import asyncio
 import os
-import socket
 import time
 import uuid
 from collections.abc import Iterable
@@ -13,16 +12,9 @@ from typing import Any
 
 import httpx
 
+from deploy.kafka.node import free_port
 from services.cli.stack import Stack
 from services.config import hash_key
-
-TERMINAL = {"completed", "failed", "timed_out", "crashed", "canceled", "expired"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -13,9 +13,10 @@ from aiokafka import AIOKafkaConsumer
 
 from events.codec import decode_event
 from events.topics import Topics
+from services.domain import TERMINAL
 from services.kafka import topic_partitions
 from tests.integration.endpoint import Endpoint
-from tests.integration.stackutil import TERMINAL, RunningStack, create_job, wait_ready
+from tests.integration.stackutil import RunningStack, create_job, wait_ready
 
 pytestmark = pytest.mark.kafka
 

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from deploy.kafka.node import free_port
 from events import DispatchOrder
 from services.domain import ReportAttemptFailed, ReportAttemptSucceeded
 from services.executor.call import call_endpoint
 from tests.integration.endpoint import Endpoint
-from tests.integration.stackutil import free_port
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 

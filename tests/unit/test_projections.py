@@ -18,7 +18,7 @@ from events.types import (
 )
 from projections.db import create_schema, make_engine
 from projections.projector import apply_batch, load_offsets
-from projections.queries import get_job, get_run, job_position, list_run_events
+from projections.queries import get_job, get_run, job_positions_of, list_run_events
 from projections.tables import metadata
 from tests.unit.domain_support import at, spec
 
@@ -76,7 +76,7 @@ async def test_history_projects_into_job_run_and_events(tmp_path: Path) -> None:
     assert run.finished_at == at(7) and run.started_at == at(6) and run.created_at == at(2)
     events = await list_run_events(engine, "p", "r1")
     assert [e.seq for e in events] == [2, 3, 4, 5, 6, 7]
-    assert await job_position(engine, "j") == 7
+    assert await job_positions_of(engine, ["j"]) == {"j": 7}
     assert await load_offsets(engine, TOPIC) == {0: 7}
 
 
