@@ -30,3 +30,8 @@ class Topics:
     def outcomes(self) -> str:
         """The processor's answer to each command, read by the API to answer its caller."""
         return f"{self.prefix}.outcomes"
+
+    @property
+    def deadletter(self) -> str:
+        """Records a loop could not handle, with the error (see services.deadletter)."""
+        return f"{self.prefix}.deadletter"

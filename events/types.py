@@ -11,7 +11,10 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
-ErrorKind = Literal["http_status", "timeout", "connection", "refused", "invalid_response"]
+# executor_error: the executor could not carry the order out at all (a bug or an order it
+# cannot read); the attempt fails permanently with the error as its message.
+ErrorKind = Literal["http_status", "timeout", "connection", "refused", "invalid_response",
+                    "executor_error"]
 
 
 class JobSpec(msgspec.Struct, frozen=True, kw_only=True):

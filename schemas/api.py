@@ -10,36 +10,53 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-Slug = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
-                           description="lowercase letters, digits, - and _; unique per project")]
-Url = Annotated[str, Meta(pattern=r"^https?://", max_length=2048)]
-Name = Annotated[str, Meta(min_length=1, max_length=200)]
+from schemas.text import (
+    Attempts,
+    Concurrency,
+    Cron,
+    DelaySecs,
+    Description,
+    Identifier,
+    Metadata,
+    Name,
+    Priority,
+    Reason,
+    Slug,
+    Tags,
+    TimeoutSecs,
+    Timezone,
+    Token,
+    TtlSecs,
+    Url,
+)
+
+JsonObject = Annotated[dict[str, Any], Meta(description="a JSON object (at most 32 levels "
+                                                        "deep, integers within 64 bits)")]
 
 
 class CreateJobRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: Name
     slug: Slug
     endpoint_url: Url
-    description: Annotated[str, Meta(max_length=2000)] = ""
-    group_id: str | None = None
+    description: Description = ""
+    group_id: Identifier | None = None
     fallback_endpoint_url: Url | None = None
-    max_attempts: Annotated[int, Meta(ge=1, le=100)] = 3
-    timeout_secs: Annotated[int, Meta(ge=1, le=3600)] = 30
+    max_attempts: Attempts = 3
+    timeout_secs: TimeoutSecs = 30
     retry_strategy: Literal["fixed", "exponential", "custom"] = "fixed"
-    retry_delays_secs: Annotated[list[Annotated[int, Meta(ge=0, le=86400)]],
-                                 Meta(min_length=1, max_length=50)] = msgspec.field(
-        default_factory=lambda: [5])
-    payload_schema: dict[str, Any] | None = None
-    tags: dict[str, str] = msgspec.field(default_factory=dict)
-    default_run_metadata: dict[str, str] = msgspec.field(default_factory=dict)
-    cron: str | None = None
-    timezone: str = "UTC"
-    max_concurrency: Annotated[int, Meta(ge=1)] | None = None
-    run_ttl_secs: Annotated[int, Meta(ge=1)] | None = None
-    environment_id: str | None = None
+    retry_delays_secs: Annotated[list[DelaySecs], Meta(min_length=1, max_length=50)] = (
+        msgspec.field(default_factory=lambda: [5]))
+    payload_schema: JsonObject | None = None
+    tags: Tags = msgspec.field(default_factory=dict)
+    default_run_metadata: Metadata = msgspec.field(default_factory=dict)
+    cron: Cron | None = None
+    timezone: Timezone = "UTC"
+    max_concurrency: Concurrency | None = None
+    run_ttl_secs: TtlSecs | None = None
+    environment_id: Identifier | None = None
     enabled: bool = True
     # Accepted for seed 002 compatibility; the project always comes from the API key.
-    project_id: str | None = None
+    project_id: Identifier | None = None
 
 
 class JobResponse(msgspec.Struct, kw_only=True):
@@ -71,11 +88,12 @@ class JobResponse(msgspec.Struct, kw_only=True):
 
 
 class TriggerRunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    payload: Any = None
-    metadata: dict[str, str] = msgspec.field(default_factory=dict)
-    priority: Annotated[int, Meta(ge=-100, le=100)] = 0
-    idempotency_key: Annotated[str, Meta(max_length=200)] | None = None
-    correlation_id: Annotated[str, Meta(max_length=200)] | None = None
+    payload: Annotated[Any, Meta(description="any JSON value (at most 32 levels deep, "
+                                             "integers within 64 bits)")] = None
+    metadata: Metadata = msgspec.field(default_factory=dict)
+    priority: Priority = 0
+    idempotency_key: Token | None = None
+    correlation_id: Token | None = None
 
 
 class RunError(msgspec.Struct, kw_only=True):
@@ -109,7 +127,7 @@ class RunResponse(msgspec.Struct, kw_only=True):
 
 
 class CancelRunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    reason: Annotated[str, Meta(max_length=500)] = "canceled by user"
+    reason: Reason = "canceled by user"
 
 
 class RunEventResponse(msgspec.Struct, kw_only=True):
@@ -132,7 +150,22 @@ class Accepted(msgspec.Struct, kw_only=True):
     detail: str = "accepted; not yet visible in the read model, poll location"
 
 
+class ErrorDetail(msgspec.Struct, kw_only=True):
+    """One problem with the request: which field (a path such as ``payload/items/0``, or
+    ``body``, ``header:authorization``) and why."""
+
+    field: str
+    reason: str
+
+
+class Error(msgspec.Struct, kw_only=True):
+    code: str
+    message: str
+    details: list[ErrorDetail] = msgspec.field(default_factory=list)
+
+
 class ErrorBody(msgspec.Struct, kw_only=True):
-    status_code: int
-    detail: str
-    code: str | None = None
+    """The body of every 4xx and 5xx answer."""
+
+    error: Error
+    request_id: str

@@ -54,10 +54,13 @@ def asyncapi() -> dict[str, Any]:
 
 
 def openapi() -> dict[str, Any]:
+    from litestar._openapi.plugin import OpenAPIPlugin
+
     from services.api.app import create_app
     from services.config import Settings
 
-    schema: dict[str, Any] = create_app(Settings()).openapi_schema.to_schema()
+    app = create_app(Settings())
+    schema: dict[str, Any] = app.plugins.get(OpenAPIPlugin).provide_openapi_schema()
     return schema
 
 

@@ -43,6 +43,13 @@ class Settings:
     max_payload_bytes: int = 256 * 1024
     processor_data_dir: Path = Path(".jobledger/processor")
     executor_concurrency: int = 200
+    # A development run (``jobledger run`` without a configured key): the well-known
+    # development key is active. Never set in production.
+    development: bool = False
+    # Orders the executor carries out at once (each its own task; fetching waits while all
+    # are busy), and how long a stopping executor lets them finish before cutting them short.
+    executor_max_in_flight: int = 200
+    executor_stop_grace_secs: float = 10.0
 
     @property
     def topics(self) -> Topics:
@@ -54,8 +61,10 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
-        keys = [ApiKey("default", "admin", hash_key(env.get("JOBLEDGER_BOOTSTRAP_KEY",
-                                                            DEV_BOOTSTRAP_KEY)))]
+        development = env.get("JOBLEDGER_DEV", "") == "1"
+        bootstrap = env.get("JOBLEDGER_BOOTSTRAP_KEY") or (
+            DEV_BOOTSTRAP_KEY if development else None)
+        keys = [] if bootstrap is None else [ApiKey("default", "admin", hash_key(bootstrap))]
         # Further keys as "project:role:sha256hex", comma separated.
         for item in filter(None, env.get("JOBLEDGER_API_KEYS", "").split(",")):
             project, role, digest = item.strip().split(":")
@@ -69,9 +78,14 @@ class Settings:
             http_host=env.get("JOBLEDGER_HTTP_HOST", cls.http_host),
             http_port=int(env.get("JOBLEDGER_HTTP_PORT", cls.http_port)),
             api_keys=tuple(keys),
+            development=development,
             allowed_networks=allowed,
             command_wait_secs=float(env.get("JOBLEDGER_COMMAND_WAIT_SECS",
                                             cls.command_wait_secs)),
             processor_data_dir=Path(env.get("JOBLEDGER_PROCESSOR_DIR",
                                             str(cls.processor_data_dir))),
+            executor_max_in_flight=int(env.get("JOBLEDGER_EXECUTOR_MAX_IN_FLIGHT",
+                                               cls.executor_max_in_flight)),
+            executor_stop_grace_secs=float(env.get("JOBLEDGER_EXECUTOR_STOP_GRACE_SECS",
+                                                   cls.executor_stop_grace_secs)),
         )

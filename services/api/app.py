@@ -1,4 +1,4 @@
-"""The Litestar app factory and the process entry point."""
+"""The Litestar app factory."""
 
 import logging
 from collections.abc import AsyncIterator
@@ -6,15 +6,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from projections.db import create_schema, make_engine
-from schemas.api import Accepted, ErrorBody
-from services.api.auth import KeyRing
+from schemas.api import Accepted
+from services.api import payload_schema
+from services.api.auth import KeyRing, auth_middleware
 from services.api.bus import CommandBus
-from services.api.context import ApiContext, CommandRejected, StillPending
+from services.api.context import ApiContext, StillPending
+from services.api.contract import complete_openapi
+from services.api.errors import EXCEPTION_HANDLERS, request_id_of
 from services.api.health import healthz, readyz
 from services.api.jobs import create_job, read_job, trigger_job
 from services.api.runs import cancel_run, read_run, run_events
@@ -25,30 +28,12 @@ from services.kafka import ensure_topics, make_consumer, make_producer, wait_for
 log = logging.getLogger(__name__)
 
 
-def _rejected(_: Request[Any, Any, Any], exc: CommandRejected) -> Response[ErrorBody]:
-    return Response(ErrorBody(status_code=exc.status_code, detail=exc.reason, code=exc.code),
-                    status_code=exc.status_code)
-
-
-def _pending(_: Request[Any, Any, Any], exc: StillPending) -> Response[Accepted]:
-    headers = {"Location": exc.location} if exc.location else {}
+def _pending(request: Request[Any, Any, Any], exc: StillPending) -> Response[Accepted]:
+    headers = {"X-Request-ID": request_id_of(request)}
+    if exc.location:
+        headers["Location"] = exc.location
     return Response(Accepted(command_id=exc.command_id, location=exc.location),
                     status_code=202, headers=headers)
-
-
-def _invalid(_: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorBody]:
-    # Litestar puts the field and msgspec's message in ``extra``; say both in the detail.
-    problems = [e for e in (exc.extra or []) if isinstance(e, dict)]
-    detail = "; ".join(
-        f"{p['key']}: {p.get('message', 'invalid')}" if p.get("key") else p.get("message", "")
-        for p in problems) or exc.detail
-    return Response(ErrorBody(status_code=400, detail=detail, code="invalid_request"),
-                    status_code=400)
-
-
-def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
-    return Response(ErrorBody(status_code=exc.status_code, detail=exc.detail),
-                    status_code=exc.status_code, headers=exc.headers)
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -66,7 +51,7 @@ def create_app(settings: Settings) -> Litestar:
         await bus.start()
         watcher = ProjectionWatcher(engine)
         watcher.start()
-        app.state.ctx = ApiContext(settings, bus, engine, KeyRing(settings), watcher)
+        app.state.ctx = ApiContext(settings, bus, engine, app.state.keyring, watcher)
         try:
             yield
         finally:
@@ -75,20 +60,22 @@ def create_app(settings: Settings) -> Litestar:
             await consumer.stop()
             await producer.stop()
             await engine.dispose()
+            await payload_schema.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[healthz, readyz, create_job, read_job, trigger_job, read_run,
                         cancel_run, run_events],
         lifespan=[kafka_and_store],
-        exception_handlers={
-            CommandRejected: _rejected,
-            StillPending: _pending,
-            ValidationException: _invalid,
-            HTTPException: _http,
-        },
+        middleware=[auth_middleware()],
+        exception_handlers={**EXCEPTION_HANDLERS, StillPending: _pending},
         request_max_body_size=settings.max_payload_bytes,
         openapi_config=OpenAPIConfig(
             title="jobledger", version="0.1.0", path="/docs",
             render_plugins=[SwaggerRenderPlugin()],
-            description="Event-sourced job service: jobs, runs, their history."),
+            description="Event-sourced job service: jobs, runs, their history. "
+                        "Every error answers {\"error\": {\"code\", \"message\", "
+                        "\"details\"}, \"request_id\"}."),
     )
+    app.state.keyring = KeyRing(settings)
+    complete_openapi(app.plugins.get(OpenAPIPlugin).provide_openapi_schema())
+    return app

@@ -1,11 +1,22 @@
-"""Bearer API keys: each key belongs to one project and carries a role."""
+"""Bearer API keys: each key belongs to one project and carries a role.
+
+Authentication is a middleware, so it runs before anything reads the request body: an
+unauthenticated request learns nothing about what a valid body looks like.
+"""
+
+from typing import Any
 
 from litestar import Request
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.connection import ASGIConnection
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.middleware.base import DefineMiddleware
 
+from services.api.errors import ApiError
 from services.config import ApiKey, Settings, hash_key
 
 ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
+# Routes anyone may call: liveness, readiness and the API's documentation.
+PUBLIC_PATHS = ["^/healthz$", "^/readyz$", "^/docs"]
 
 
 class KeyRing:
@@ -18,18 +29,30 @@ class KeyRing:
         return self._by_hash.get(hash_key(token))
 
 
-def caller_of(request: Request) -> ApiKey:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise NotAuthorizedException("missing bearer API key (Authorization: Bearer <key>)")
-    key: ApiKey | None = request.app.state.ctx.keyring.identify(token.strip())
-    if key is None:
-        raise NotAuthorizedException("unknown API key")
-    return key
+class BearerKeyAuth(AbstractAuthenticationMiddleware):
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any],
+                                   ) -> AuthenticationResult:
+        header = connection.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "missing bearer API key (Authorization: Bearer <key>)")
+        keyring: KeyRing = connection.app.state.keyring
+        key = keyring.identify(token.strip())
+        if key is None:
+            raise ApiError(401, "unknown API key",
+                           headers={"WWW-Authenticate": 'Bearer realm="jobledger", '
+                                                        'error="invalid_token"'})
+        return AuthenticationResult(user=key, auth=None)
 
 
-def require(key: ApiKey, role: str) -> None:
+def auth_middleware() -> DefineMiddleware:
+    return DefineMiddleware(BearerKeyAuth, exclude=PUBLIC_PATHS, exclude_http_methods=())
+
+
+def caller_of(request: Request[Any, Any, Any], role: str = "viewer") -> ApiKey:
+    """The authenticated key, checked to hold at least ``role``."""
+    key: ApiKey = request.user
     if ROLE_RANK.get(key.role, -1) < ROLE_RANK[role]:
-        raise PermissionDeniedException(f"this API key's role {key.role!r} cannot do this; "
-                                        f"it needs {role!r}")
+        raise ApiError(403, f"this API key's role {key.role!r} cannot do this; "
+                            f"it needs {role!r}")
+    return key

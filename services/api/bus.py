@@ -7,8 +7,11 @@ process hears every outcome) and wakes the request that sent the command.
 import asyncio
 import logging
 
+import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
+from services.api.errors import ApiError
 from services.config import Settings
 from services.domain import Command, encode_command
 from services.kafka import topic_partitions
@@ -17,6 +20,7 @@ from services.outcomes import CommandOutcome, decode_outcome
 log = logging.getLogger(__name__)
 
 RESEND_SECS = 2.0
+
 
 class CommandBus:
     def __init__(self, settings: Settings, producer: AIOKafkaProducer,
@@ -50,7 +54,12 @@ class CommandBus:
                 continue
             for records in batches.values():
                 for record in records:
-                    outcome = decode_outcome(record.value)
+                    try:
+                        outcome = decode_outcome(record.value)
+                    except msgspec.DecodeError:
+                        log.warning("skipping an undecodable outcome at %s@%d",
+                                    record.partition, record.offset)
+                        continue
                     future = self._waiting.get(outcome.command_id)
                     if future is not None and not future.done():
                         future.set_result(outcome)
@@ -68,9 +77,17 @@ class CommandBus:
         deadline = loop.time() + self.settings.command_wait_secs
         raw = encode_command(command)
         try:
+            sent = False
             while (left := deadline - loop.time()) > 0:
-                await self.producer.send_and_wait(self.settings.topics.commands, raw,
-                                                  key=command.job_id.encode())
+                try:
+                    await self.producer.send_and_wait(self.settings.topics.commands, raw,
+                                                      key=command.job_id.encode())
+                    sent = True
+                except KafkaError as exc:
+                    if not sent:  # nothing was accepted, so the client may simply retry
+                        raise ApiError(503, "the event log is not reachable; try again",
+                                       headers={"Retry-After": "1"}) from exc
+                    log.warning("resending command %s failed: %s", command.command_id, exc)
                 try:
                     return await asyncio.wait_for(asyncio.shield(future),
                                                   min(RESEND_SECS, left))

@@ -13,12 +13,13 @@ from services.kafka import group_members, topic_partitions
 MAX_PROJECTION_LAG = 1000
 
 
-@get("/healthz", summary="Liveness")
+@get("/healthz", summary="Liveness", opt={"exclude_from_auth": True})
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", summary="Readiness: Kafka reachable, projector caught up")
+@get("/readyz", summary="Readiness: Kafka reachable, projector caught up",
+     opt={"exclude_from_auth": True})
 async def readyz(request: Request) -> Response[dict[str, Any]]:
     ctx: ApiContext = request.app.state.ctx
     topic = ctx.settings.topics.events
@@ -26,6 +27,10 @@ async def readyz(request: Request) -> Response[dict[str, Any]]:
     try:
         tps = await topic_partitions(ctx.settings.kafka_bootstrap, topic)
         ends = await ctx.bus.consumer.end_offsets(tps)
+        letters = await topic_partitions(ctx.settings.kafka_bootstrap,
+                                         ctx.settings.topics.deadletter)
+        first = await ctx.bus.consumer.beginning_offsets(letters)
+        last = await ctx.bus.consumer.end_offsets(letters)
         checks["kafka"] = "ok"
         prefix = ctx.settings.topic_prefix
         # Only the processor's (faust) group: aiokafka cannot decode Kafka 4.1's
@@ -34,9 +39,16 @@ async def readyz(request: Request) -> Response[dict[str, Any]]:
     except Exception as exc:  # readiness reports any failure rather than raising it
         checks["kafka"] = f"unreachable: {exc}"
         return Response({"status": "unavailable", "checks": checks}, status_code=503)
-    positions = await load_offsets(ctx.engine, topic)
+    try:
+        positions = await load_offsets(ctx.engine, topic)
+    except Exception as exc:
+        checks["projection_store"] = f"unreachable: {exc}"
+        return Response({"status": "unavailable", "checks": checks}, status_code=503)
     lag = sum(max(0, end - positions.get(tp.partition, 0)) for tp, end in ends.items())
     checks["projection_lag"] = lag
+    # Records a loop could not handle and passed over (each is on the dead-letter topic
+    # with its error). They do not make the service unready: the loops went on.
+    checks["poisoned_records"] = sum(last[tp] - first[tp] for tp in letters)
     # A worker counts once its consumer group is Stable with members (it has partitions).
     checks["processor_workers"] = members[f"{prefix}-processor"]
     ready = lag <= MAX_PROJECTION_LAG and all(members.values())

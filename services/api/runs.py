@@ -1,17 +1,19 @@
 """Run routes: read, cancel, event history."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 from litestar import Request, get, post
-from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath
 
 from projections.queries import get_run, list_run_events
 from projections.views import RunView
 from schemas.api import CancelRunRequest, RunEventResponse, RunResponse
-from services.api.auth import caller_of, require
+from services.api.auth import caller_of
+from services.api.body import decode_body
 from services.api.context import ApiContext
+from services.api.errors import not_found
 from services.api.ids import new_command_id
 from services.config import ApiKey
 from services.domain import CancelRun
@@ -20,7 +22,7 @@ from services.domain import CancelRun
 async def _run(ctx: ApiContext, key: ApiKey, run_id: str) -> RunView:
     view = await get_run(ctx.engine, key.project_id, run_id)
     if view is None:
-        raise NotFoundException(f"run {run_id!r} not found")
+        raise not_found("run", run_id)
     return view
 
 
@@ -30,27 +32,26 @@ async def run_response(ctx: ApiContext, key: ApiKey, run_id: str) -> RunResponse
 
 
 @get("/v1/runs/{run_id:str}", summary="Get a run")
-async def read_run(request: Request, run_id: FromPath[str]) -> RunResponse:
+async def read_run(request: Request[Any, Any, Any], run_id: FromPath[str]) -> RunResponse:
     return await run_response(request.app.state.ctx, caller_of(request), run_id)
 
 
 @post("/v1/runs/{run_id:str}/cancel", status_code=200, summary="Cancel a run")
-async def cancel_run(request: Request, run_id: FromPath[str],
-                     data: JSONBody[CancelRunRequest | None] = None) -> RunResponse:
-    key = caller_of(request)
-    require(key, "operator")
+async def cancel_run(request: Request[Any, Any, Any], run_id: FromPath[str]) -> RunResponse:
+    key = caller_of(request, "operator")
+    data = await decode_body(request, CancelRunRequest, optional=True)
     ctx: ApiContext = request.app.state.ctx
     run = await _run(ctx, key, run_id)
-    reason = (data or CancelRunRequest()).reason
     await ctx.execute(CancelRun(command_id=new_command_id(), project_id=key.project_id,
                                 job_id=run.job_id, issued_at=datetime.now(UTC),
-                                actor=key.role, run_id=run_id, reason=reason),
+                                actor=key.role, run_id=run_id, reason=data.reason),
                       location=f"/v1/runs/{run_id}")
     return await run_response(ctx, key, run_id)
 
 
 @get("/v1/runs/{run_id:str}/events", summary="A run's event history")
-async def run_events(request: Request, run_id: FromPath[str]) -> list[RunEventResponse]:
+async def run_events(request: Request[Any, Any, Any],
+                     run_id: FromPath[str]) -> list[RunEventResponse]:
     key = caller_of(request)
     ctx: ApiContext = request.app.state.ctx
     await _run(ctx, key, run_id)

@@ -21,9 +21,13 @@ def run(args: argparse.Namespace) -> int:
     env.setdefault("JOBLEDGER_PROCESSOR_DIR", str(home / "processor"))
     # Local development calls endpoints on this machine; production allows none by default.
     env.setdefault("JOBLEDGER_ALLOWED_NETWORKS", LOOPBACK)
-    if "JOBLEDGER_BOOTSTRAP_KEY" not in env:
-        print(f"jobledger: development admin key of project 'default': {DEV_BOOTSTRAP_KEY}\n"
-              "           (set JOBLEDGER_BOOTSTRAP_KEY to choose your own)", flush=True)
+    if not env.get("JOBLEDGER_BOOTSTRAP_KEY"):
+        # Only this command turns the well-known key on, and says so loudly.
+        env["JOBLEDGER_DEV"] = "1"
+        print(f"jobledger: WARNING: development run; the admin key of project 'default' is "
+              f"the well-known {DEV_BOOTSTRAP_KEY}\n"
+              "           anyone who can reach the API can use it: set "
+              "JOBLEDGER_BOOTSTRAP_KEY for anything but local development", flush=True)
 
     node = None
     if not env.get("KAFKA_BOOTSTRAP_SERVERS"):

@@ -22,10 +22,28 @@ def test_settings_from_env() -> None:
     assert len(settings.allowed_ip_networks()) == 2
 
 
-def test_defaults_use_the_development_key_and_allow_no_private_network() -> None:
+def test_defaults_have_no_key_and_allow_no_private_network() -> None:
     settings = Settings.from_env({})
-    assert settings.api_keys[0].key_hash == hash_key(DEV_BOOTSTRAP_KEY)
+    assert settings.api_keys == () and not settings.development
     assert settings.allowed_networks == ()
+
+
+def test_only_a_development_run_uses_the_well_known_key() -> None:
+    settings = Settings.from_env({"JOBLEDGER_DEV": "1"})
+    assert settings.development
+    assert [k.key_hash for k in settings.api_keys] == [hash_key(DEV_BOOTSTRAP_KEY)]
+    configured = Settings.from_env({"JOBLEDGER_DEV": "1", "JOBLEDGER_BOOTSTRAP_KEY": "s"})
+    assert [k.key_hash for k in configured.api_keys] == [hash_key("s")]
+
+
+def test_the_api_refuses_to_start_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.api.__main__ import main as api_main
+
+    for name in ("JOBLEDGER_BOOTSTRAP_KEY", "JOBLEDGER_API_KEYS", "JOBLEDGER_DEV"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        api_main()
+    assert stopped.value.code == 2
 
 
 def test_keyring_identifies_by_hash_only() -> None:
