@@ -128,6 +128,32 @@ async def apply_batch(conn: AsyncConnection, topic: str, records: list[Record]) 
     return applied
 
 
+async def skip_record(conn: AsyncConnection, topic: str, record: Record) -> None:
+    """Pass over a record that cannot be applied (it is on the dead-letter topic): its
+    offset is consumed and, if its envelope can be read, its job's position moves past
+    it, so the job's later events still apply."""
+    partition, offset, value = record
+    try:
+        envelope = msgspec.json.decode(value, type=_EnvelopeOnly)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        envelope = None
+    if envelope is not None:
+        stored = await _position(conn, envelope.job_id)
+        if stored is None:
+            await conn.execute(insert(job_positions).values(job_id=envelope.job_id,
+                                                            last_seq=envelope.seq))
+        elif envelope.seq > stored:
+            await conn.execute(update(job_positions)
+                               .where(job_positions.c.job_id == envelope.job_id)
+                               .values(last_seq=envelope.seq))
+    await _store_offset(conn, topic, partition, offset + 1)
+
+
+class _EnvelopeOnly(msgspec.Struct):
+    job_id: str
+    seq: int
+
+
 async def _apply(conn: AsyncConnection, decoded: DecodedEvent) -> None:
     env, event = decoded.envelope, decoded.event
     await conn.execute(insert(run_events).values(

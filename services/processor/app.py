@@ -12,26 +12,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-import msgspec
 from aiokafka.admin import NewTopic
 from faust.types import TableT
 
 from services.config import Settings
+from services.deadletter import dead_letter, encode_dead_letter
 from services.domain import JobState, RunState, encode_command
 from services.domain.commands import FireDueTimers
 from services.domain.state import Answer
 from services.processor.gaps import GapGuard
-from services.processor.handler import process_command
+from services.processor.handler import CommandRecord, process_command
+from services.processor.statecodec import decode_answer, decode_job, decode_run
 
 log = logging.getLogger(__name__)
 
-_job_decoder = msgspec.msgpack.Decoder(JobState)
-_run_decoder = msgspec.msgpack.Decoder(RunState)
-_answer_decoder = msgspec.msgpack.Decoder(Answer)
-_encode = msgspec.msgpack.encode
-
 TIMER_TICK_SECS = 0.5
 ASK_AGAIN_SECS = 2.0
+# A job whose due timers stay due after being asked about is asked again less and less
+# often: a timer command that keeps failing must not flood the log.
+ASK_AGAIN_MAX_SECS = 300.0
 
 
 TABLES = ("jobs", "runs", "answers")
@@ -54,40 +53,61 @@ class TableStore:
 
     def get_job(self, job_id: str) -> JobState | None:
         raw = self.jobs.get(job_id.encode())
-        return None if raw is None else _job_decoder.decode(raw)
+        return None if raw is None else decode_job(raw)
 
     def get_run(self, run_id: str) -> RunState | None:
         raw = self.runs.get(run_id.encode())
-        return None if raw is None else _run_decoder.decode(raw)
+        return None if raw is None else decode_run(raw)
 
     def get_answer(self, command_id: str) -> Answer | None:
         raw = self.answers.get(command_id.encode())
-        return None if raw is None else _answer_decoder.decode(raw)
+        return None if raw is None else decode_answer(raw)
 
-    def put_job(self, job: JobState) -> None:
-        self.jobs[job.job_id.encode()] = _encode(job)
+    def put_job(self, job_id: str, raw: bytes) -> None:
+        self.jobs[job_id.encode()] = raw
 
-    def put_run(self, run: RunState) -> None:
-        self.runs[run.run_id.encode()] = _encode(run)
+    def put_run(self, run_id: str, raw: bytes) -> None:
+        self.runs[run_id.encode()] = raw
 
-    def put_answer(self, command_id: str, answer: Answer) -> None:
-        self.answers[command_id.encode()] = _encode(answer)
+    def put_answer(self, command_id: str, raw: bytes) -> None:
+        self.answers[command_id.encode()] = raw
 
 
 class TopicSink:
     def __init__(self, events: faust.TopicT, dispatch: faust.TopicT,
-                 outcomes: faust.TopicT) -> None:
+                 outcomes: faust.TopicT, letters: faust.TopicT) -> None:
         self.events, self.dispatch, self.outcomes = events, dispatch, outcomes
+        self.letters = letters
 
     async def append(self, events: Sequence[tuple[str, bytes]],
-                     orders: Sequence[tuple[str, bytes]]) -> None:
+                     orders: Sequence[tuple[str, bytes]], letters: Sequence[bytes]) -> None:
         pending = [await self.events.send(key=k.encode(), value=v) for k, v in events]
         pending += [await self.dispatch.send(key=k.encode(), value=v) for k, v in orders]
+        pending += [await self.letters.send(value=v) for v in letters]
         for delivery in pending:
             await delivery
 
     def answer(self, key: str, value: bytes) -> None:
         self.outcomes.send_soon(key=key.encode(), value=value)
+
+
+class TimerAsks:
+    """When the timer last asked about each job, and how long it waits before asking
+    again while the same timers stay due."""
+
+    def __init__(self) -> None:
+        self._asked: dict[str, tuple[float, float, tuple[datetime, ...]]] = {}
+
+    def should_ask(self, job_id: str, due: tuple[datetime, ...], tick: float) -> bool:
+        last = self._asked.get(job_id)
+        if last is None or last[2] != due:
+            self._asked[job_id] = (tick, ASK_AGAIN_SECS, due)
+            return True
+        at, wait, _ = last
+        if tick - at < wait:
+            return False  # the last request is probably still on its way
+        self._asked[job_id] = (tick, min(wait * 2, ASK_AGAIN_MAX_SECS), due)
+        return True
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -118,7 +138,10 @@ def create_app(settings: Settings) -> faust.App:
                          partitions=settings.partitions, internal=False)
 
     commands = topic(topics.commands)
-    sink = TopicSink(topic(topics.events), topic(topics.dispatch), topic(topics.outcomes))
+    letters = app.topic(topics.deadletter, key_type=bytes, value_type=bytes, partitions=1,
+                        internal=False)
+    sink = TopicSink(topic(topics.events), topic(topics.dispatch), topic(topics.outcomes),
+                     letters)
 
     def table(name: str) -> TableT:
         # Keys and values are bytes (the app's raw serializers): what goes into the
@@ -134,18 +157,24 @@ def create_app(settings: Settings) -> faust.App:
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         guard.forget()
 
-    async def handle(raw: bytes) -> None:
-        await process_command(raw, store, sink)
+    async def handle(record: CommandRecord) -> None:
+        await process_command(record, store, sink)
+
+    async def handle_raw(raw: bytes) -> None:
+        await handle(CommandRecord(raw, topics.commands))
 
     @app.agent(commands)
     async def apply_commands(stream: faust.StreamT) -> None:
         # One command at a time. (Batches through ``stream.take_events`` would share one
         # broker acknowledgement; tried before the gap check existed, they lost commands.)
         async for event in stream.events():
-            await guard.before(event.message.partition, event.message.offset, handle)
-            await handle(event.value)
+            message = event.message
+            await guard.before(message.partition, message.offset, handle_raw)
+            await handle(CommandRecord(event.value, message.topic, message.partition,
+                                       message.offset))
 
-    asked_at: dict[str, float] = {}
+    asks = TimerAsks()
+    poisoned_jobs: set[bytes] = set()
 
     @app.timer(TIMER_TICK_SECS)
     async def fire_due_timers() -> None:
@@ -153,18 +182,23 @@ def create_app(settings: Settings) -> faust.App:
         # on the log and decided in order with everything else the job receives.
         now = datetime.now(UTC)
         tick = time.monotonic()
-        for raw in list(store.jobs.values()):
-            job = _job_decoder.decode(raw)
-            job_id = job.job_id
-            timers = (*job.delayed.values(), *job.deadlines.values())
-            if not any(at <= now for at in timers):
-                continue
-            if tick - asked_at.get(job_id, 0.0) < ASK_AGAIN_SECS:
-                continue  # the last request is probably still on its way
-            asked_at[job_id] = tick
-            command = FireDueTimers(
-                command_id=f"timers:{job_id}:{uuid.uuid4().hex}", project_id=job.project_id,
-                job_id=job_id, issued_at=now, actor="timer")
-            await commands.send(key=job_id.encode(), value=encode_command(command))
+        for key, raw in list(store.jobs.items()):
+            try:
+                job = decode_job(raw)
+                due = tuple(sorted(at for at in (*job.delayed.values(),
+                                                 *job.deadlines.values()) if at <= now))
+                if not due or not asks.should_ask(job.job_id, due, tick):
+                    continue
+                command = FireDueTimers(
+                    command_id=f"timers:{job.job_id}:{uuid.uuid4().hex}",
+                    project_id=job.project_id, job_id=job.job_id, issued_at=now,
+                    actor="timer")
+                await commands.send(key=job.job_id.encode(), value=encode_command(command))
+            except Exception as exc:  # one job's bad state must not stop the timer
+                if key not in poisoned_jobs:
+                    poisoned_jobs.add(key)
+                    letter = dead_letter("timer", exc, "skipped by the timer", key=key,
+                                         value=raw)
+                    await letters.send(value=encode_dead_letter(letter))
 
     return app

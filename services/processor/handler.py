@@ -1,4 +1,4 @@
-"""One command in, events, dispatch orders and an answer out.
+"""Commands in, events, dispatch orders, dead letters and answers out.
 
 This is the whole body of the processor's stream loop, written against two small ports so
 it runs without Kafka in tests: ``StateStore`` (the processor's tables) and ``Sink`` (the
@@ -9,43 +9,98 @@ follows from them is stored. After a crash the stored state is therefore never a
 the log. When it is behind, the command is decided again from the same state at the same
 ``issued_at`` and yields the very same events (same ids, same seqs), which every consumer
 drops as duplicates by (job id, seq).
+
+Poison isolation: everything that can fail for a given command (decoding it, loading and
+decoding its state, deciding, evolving, encoding events and state) happens before anything
+is written. A command that fails there is answered as rejected (``unprocessable``, with the
+error), recorded on the dead-letter topic, and the loop goes on; its state is untouched.
+A log write that fails for a passing reason (broker unreachable) is retried with backoff;
+one that fails for a reason the same records would meet again is isolated the same way.
 """
 
+import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import msgspec
+from aiokafka.errors import KafkaError
 
 from events.codec import encode_event
 from events.dispatch import DispatchOrder, encode_dispatch
 from events.envelope import Envelope
 from events.types import Event, RunDispatched
+from services.deadletter import DeadLetter, dead_letter, encode_dead_letter
 from services.domain import Aggregate, Command, JobState, RunState, decode_command, handle
 from services.domain.commands import FireDueTimers
 from services.domain.state import Answer
 from services.outcomes import CommandOutcome, encode_outcome
+from services.processor.statecodec import decode_answer, decode_job, decode_run, encode_state
 
 log = logging.getLogger(__name__)
+
+Record = tuple[str, bytes]  # key, value
+RETRY_FIRST_SECS = 0.1
+RETRY_MAX_SECS = 5.0
 
 
 class StateStore(Protocol):
     def get_job(self, job_id: str) -> JobState | None: ...
     def get_run(self, run_id: str) -> RunState | None: ...
     def get_answer(self, command_id: str) -> Answer | None: ...
-    def put_job(self, job: JobState) -> None: ...
-    def put_run(self, run: RunState) -> None: ...
-    def put_answer(self, command_id: str, answer: Answer) -> None: ...
+    def put_job(self, job_id: str, raw: bytes) -> None: ...
+    def put_run(self, run_id: str, raw: bytes) -> None: ...
+    def put_answer(self, command_id: str, raw: bytes) -> None: ...
 
 
 class Sink(Protocol):
-    async def append(self, events: Sequence[tuple[str, bytes]],
-                     orders: Sequence[tuple[str, bytes]]) -> None:
-        """Write (key, value) records to the events and dispatch topics; return once the
+    async def append(self, events: Sequence[Record], orders: Sequence[Record],
+                     letters: Sequence[bytes]) -> None:
+        """Write records to the events, dispatch and dead-letter topics; return once the
         broker has acknowledged all of them."""
 
     def answer(self, key: str, value: bytes) -> None:
         """Send a command's outcome; fire and forget (the caller may time out and retry)."""
+
+
+class CommandRecord(NamedTuple):
+    """A command as read from its topic, with its position (for the dead-letter record)."""
+
+    value: bytes
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+class StateWrites(msgspec.Struct):
+    """What one command changes in the processor's tables, already encoded, stored only
+    after the log has the command's events."""
+
+    jobs: list[tuple[str, bytes]] = msgspec.field(default_factory=list)
+    runs: list[tuple[str, bytes]] = msgspec.field(default_factory=list)
+    answers: list[tuple[str, bytes]] = msgspec.field(default_factory=list)
+
+    def apply_to(self, store: StateStore) -> None:
+        for job_id, raw in self.jobs:
+            store.put_job(job_id, raw)
+        for run_id, raw in self.runs:
+            store.put_run(run_id, raw)
+        for command_id, raw in self.answers:
+            store.put_answer(command_id, raw)
+
+
+class Handled(msgspec.Struct):
+    """One command's share of a batch: what to append, store and answer."""
+
+    writes: StateWrites
+    events: list[Record] = msgspec.field(default_factory=list)
+    orders: list[Record] = msgspec.field(default_factory=list)
+    letters: list[DeadLetter] = msgspec.field(default_factory=list)
+    outcome: Record | None = None
+
+
+class LogRefused(Exception):
+    """The log refused records for a reason that would recur (not a passing fault)."""
 
 
 def load(store: StateStore, command: Command) -> Aggregate:
@@ -62,99 +117,161 @@ def load(store: StateStore, command: Command) -> Aggregate:
     return Aggregate(job=job, runs=runs)
 
 
-class StateWrites(msgspec.Struct):
-    """What one command changes in the processor's tables, stored only after the log has
-    the command's events."""
-
-    jobs: list[JobState] = msgspec.field(default_factory=list)
-    runs: list[RunState] = msgspec.field(default_factory=list)
-    answers: list[tuple[str, Answer]] = msgspec.field(default_factory=list)
-
-    def apply_to(self, store: StateStore) -> None:
-        for job in self.jobs:
-            store.put_job(job)
-        for run in self.runs:
-            store.put_run(run)
-        for command_id, answer in self.answers:
-            store.put_answer(command_id, answer)
-
-
 class _Staged:
     """The store as the earlier commands of a batch have left it (nothing written yet)."""
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
-        self.jobs: dict[str, JobState] = {}
-        self.runs: dict[str, RunState] = {}
-        self.answers: dict[str, Answer] = {}
+        self.jobs: dict[str, bytes] = {}
+        self.runs: dict[str, bytes] = {}
+        self.answers: dict[str, bytes] = {}
 
     def get_job(self, job_id: str) -> JobState | None:
-        return self.jobs.get(job_id) or self.store.get_job(job_id)
+        raw = self.jobs.get(job_id)
+        return self.store.get_job(job_id) if raw is None else decode_job(raw)
 
     def get_run(self, run_id: str) -> RunState | None:
-        return self.runs.get(run_id) or self.store.get_run(run_id)
+        raw = self.runs.get(run_id)
+        return self.store.get_run(run_id) if raw is None else decode_run(raw)
 
     def get_answer(self, command_id: str) -> Answer | None:
-        return self.answers.get(command_id) or self.store.get_answer(command_id)
+        raw = self.answers.get(command_id)
+        return self.store.get_answer(command_id) if raw is None else decode_answer(raw)
 
-    def put_job(self, job: JobState) -> None:
-        self.jobs[job.job_id] = job
+    def put_job(self, job_id: str, raw: bytes) -> None:
+        self.jobs[job_id] = raw
 
-    def put_run(self, run: RunState) -> None:
-        self.runs[run.run_id] = run
+    def put_run(self, run_id: str, raw: bytes) -> None:
+        self.runs[run_id] = raw
 
-    def put_answer(self, command_id: str, answer: Answer) -> None:
-        self.answers[command_id] = answer
+    def put_answer(self, command_id: str, raw: bytes) -> None:
+        self.answers[command_id] = raw
 
 
-async def process_commands(raws: Sequence[bytes], store: StateStore,
+def _outcome(command: Command, answer: Answer) -> Record:
+    outcome = CommandOutcome(command_id=command.command_id, job_id=command.job_id,
+                             seq=answer.seq, run_id=answer.run_id, rejected=answer.rejected,
+                             code=answer.code, reason=answer.reason)
+    return command.job_id, encode_outcome(outcome)
+
+
+def _decide(record: CommandRecord, staged: _Staged) -> Handled:
+    """Decide one command on the staged state; never raises."""
+    try:
+        command = decode_command(record.value)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        letter = dead_letter("processor", exc, "dropped: not a command this build reads",
+                             value=record.value, topic=record.topic,
+                             partition=record.partition, offset=record.offset)
+        return Handled(StateWrites(), letters=[letter])
+    seq = 0
+    try:
+        answer = staged.get_answer(command.command_id)
+        if answer is not None:  # a repeat: the first answer again, and no effect
+            return Handled(StateWrites(), outcome=_outcome(command, answer))
+        before = load(staged, command)
+        seq = before.job.seq
+        decision = handle(before, command)
+        events, orders = _records(command, seq, decision.events, decision.state)
+        writes = StateWrites()
+        if decision.events:
+            job = decision.state.job
+            writes.jobs.append((job.job_id, encode_state(job)))
+            touched = sorted({rid for rid, _ in decision.events if rid is not None})
+            writes.runs += [(rid, encode_state(decision.state.runs[rid])) for rid in touched]
+        writes.answers.append((command.command_id, encode_state(decision.answer)))
+        handled = Handled(writes, events, orders, outcome=_outcome(command, decision.answer))
+    except Exception as exc:  # poison: this command alone is refused
+        letter = dead_letter("processor", exc, "rejected as unprocessable",
+                             key=command.job_id, value=record.value, topic=record.topic,
+                             partition=record.partition, offset=record.offset)
+        handled = _refused(command, seq, exc, letter)
+    handled.writes.apply_to(staged)
+    return handled
+
+
+def _refused(command: Command, seq: int, exc: BaseException, letter: DeadLetter) -> Handled:
+    reason = f"the processor could not handle this command: {type(exc).__name__}: {exc}"
+    answer = Answer(seq=seq, run_id=getattr(command, "run_id", None), rejected=True,
+                    code="unprocessable", reason=reason[:500])
+    writes = StateWrites(answers=[(command.command_id, encode_state(answer))])
+    return Handled(writes, letters=[letter], outcome=_outcome(command, answer))
+
+
+def _transient(exc: BaseException) -> bool:
+    """A fault that passes (the broker is briefly away), as opposed to records the log
+    will refuse again (too large, invalid)."""
+    if isinstance(exc, KafkaError):
+        return bool(exc.retriable) or type(exc).__name__ in ("KafkaConnectionError",
+                                                             "KafkaTimeoutError")
+    return isinstance(exc, ConnectionError | TimeoutError | OSError)
+
+
+async def _append(sink: Sink, batch: Sequence[Handled]) -> None:
+    events = [r for h in batch for r in h.events]
+    orders = [r for h in batch for r in h.orders]
+    letters = [encode_dead_letter(letter) for h in batch for letter in h.letters]
+    if not (events or orders or letters):
+        return
+    delay = RETRY_FIRST_SECS
+    while True:
+        try:
+            await sink.append(events, orders, letters)
+            return
+        except Exception as exc:
+            if not _transient(exc):
+                raise LogRefused(f"{type(exc).__name__}: {exc}") from exc
+            log.warning("writing to the log failed (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_SECS)
+
+
+async def process_commands(records: Sequence[CommandRecord | bytes], store: StateStore,
                            sink: Sink) -> list[StateWrites]:
     """Decide a batch of commands in order, append all their records, and return each
     command's state writes for the caller to store, in order, now that the log has them.
 
     Batching lets one broker acknowledgement cover many commands.
     """
+    batch = [r if isinstance(r, CommandRecord) else CommandRecord(r) for r in records]
+    staged = _Staged(store)
+    handled = [_decide(record, staged) for record in batch]
+    try:
+        await _append(sink, handled)
+    except LogRefused as exc:
+        if len(batch) > 1:
+            # Find the command the log refuses: one at a time, each on the state the
+            # earlier ones leave (nothing of this batch is stored yet).
+            return await _one_by_one(batch, store, sink)
+        handled = [_refused_by_log(batch[0], handled[0], exc)]
+        await _append(sink, handled)
+    # Answers go out once the events are durable: a caller told "done" can read them.
+    for h in handled:
+        if h.outcome is not None:
+            sink.answer(*h.outcome)
+    return [h.writes for h in handled]
+
+
+async def _one_by_one(batch: Sequence[CommandRecord], store: StateStore,
+                      sink: Sink) -> list[StateWrites]:
     staged = _Staged(store)
     writes: list[StateWrites] = []
-    records: list[tuple[str, bytes]] = []
-    orders: list[tuple[str, bytes]] = []
-    outcomes: list[tuple[str, bytes]] = []
-    for raw in raws:
-        change = StateWrites()
-        writes.append(change)
-        try:
-            command = decode_command(raw)
-        except msgspec.DecodeError as exc:
-            log.error("dropping undecodable command: %s", exc)
-            continue
-        answer = staged.get_answer(command.command_id)
-        if answer is None:
-            before = load(staged, command)
-            decision = handle(before, command)
-            answer = decision.answer
-            new_records, new_orders = _records(command, before.job.seq, decision.events,
-                                               decision.state)
-            records += new_records
-            orders += new_orders
-            if decision.events:
-                change.jobs.append(decision.state.job)
-                touched = {rid for rid, _ in decision.events if rid is not None}
-                change.runs += [decision.state.runs[rid] for rid in sorted(touched)]
-            change.answers.append((command.command_id, answer))
+    for record in batch:
+        for change in await process_commands([record], staged, sink):
             change.apply_to(staged)
-        outcome = CommandOutcome(command_id=command.command_id, job_id=command.job_id,
-                                 seq=answer.seq, run_id=answer.run_id,
-                                 rejected=answer.rejected, code=answer.code,
-                                 reason=answer.reason)
-        outcomes.append((command.job_id, encode_outcome(outcome)))
-    await sink.append(records, orders)
-    # Answers go out once the events are durable: a caller told "done" can read them.
-    for key, value in outcomes:
-        sink.answer(key, value)
+            writes.append(change)
     return writes
 
 
-async def process_command(raw: bytes, store: StateStore, sink: Sink) -> None:
+def _refused_by_log(record: CommandRecord, handled: Handled, exc: LogRefused) -> Handled:
+    command = decode_command(record.value)  # it decoded before, or there were no records
+    letter = dead_letter("processor", exc, "rejected: the log refused its records",
+                         key=command.job_id, value=record.value, topic=record.topic,
+                         partition=record.partition, offset=record.offset)
+    return _refused(command, 0, exc, letter)
+
+
+async def process_command(raw: bytes | CommandRecord, store: StateStore, sink: Sink) -> None:
     """One command: decide, append, then store the state that follows."""
     for change in await process_commands([raw], store, sink):
         change.apply_to(store)
@@ -165,9 +282,9 @@ def _records(
     seq: int,
     events: Sequence[tuple[str | None, Event]],
     after: Aggregate,
-) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
-    records: list[tuple[str, bytes]] = []
-    orders: list[tuple[str, bytes]] = []
+) -> tuple[list[Record], list[Record]]:
+    records: list[Record] = []
+    orders: list[Record] = []
     spec = after.job.spec
     for index, (run_id, event) in enumerate(events):
         envelope = Envelope(

@@ -2,20 +2,100 @@
 
 No consumer group: the projector assigns itself every partition and resumes from the
 offsets stored in the database, which are committed with the rows they produced.
+
+Poison isolation: a batch that fails is retried whole while the database itself is away
+(a passing fault), and otherwise applied again one record per transaction; a record that
+fails alone while the database answers is recorded on the dead-letter topic and passed
+over, and the projector goes on.
 """
 
 import asyncio
 import logging
 import time
+from typing import Any, Protocol
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.db import create_schema, drop_schema, make_engine
-from projections.projector import apply_batch, load_offsets
+from projections.projector import Record, apply_batch, load_offsets, skip_record
 from services.config import Settings
-from services.kafka import ensure_topics, make_consumer, topic_partitions, wait_for_broker
+from services.deadletter import dead_letter, encode_dead_letter
+from services.kafka import (
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    topic_partitions,
+    wait_for_broker,
+)
 
 log = logging.getLogger(__name__)
 
 REPORT_EVERY_SECS = 10.0
+RETRY_FIRST_SECS = 0.1
+RETRY_MAX_SECS = 5.0
+
+
+async def database_answers(engine: AsyncEngine) -> bool:
+    """Whether the database works at all: tells a passing fault from a poisoned record."""
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+class LetterSender(Protocol):
+    async def send_and_wait(self, topic: str, value: bytes) -> Any: ...
+
+
+class Projector:
+    def __init__(self, engine: AsyncEngine, topic: str, letters: LetterSender,
+                 letters_topic: str) -> None:
+        self.engine, self.topic = engine, topic
+        self.letters, self.letters_topic = letters, letters_topic
+        self.poisoned = 0
+
+    async def project(self, records: list[Record]) -> int:
+        """Apply a fetched batch in one transaction; isolate poison if it fails."""
+        outcome = await self._apply(records)
+        if not isinstance(outcome, Exception):
+            return outcome
+        applied = 0
+        for record in records:
+            outcome = await self._apply([record])
+            if isinstance(outcome, Exception):
+                await self._pass_over(record, outcome)
+            else:
+                applied += outcome
+        return applied
+
+    async def _apply(self, records: list[Record]) -> int | Exception:
+        """Apply ``records`` in one transaction: the number of new events, or the error
+        if it failed while the database answers (so the records are to blame)."""
+        delay = RETRY_FIRST_SECS
+        while True:
+            try:
+                async with self.engine.begin() as conn:
+                    return await apply_batch(conn, self.topic, records)
+            except Exception as exc:
+                if await database_answers(self.engine):
+                    return exc
+                log.warning("the database is not answering (%s); retrying in %.1fs",
+                            exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECS)
+
+    async def _pass_over(self, record: Record, exc: Exception) -> None:
+        partition, offset, value = record
+        letter = dead_letter("projector", exc, "skipped: the read models do not show it",
+                             topic=self.topic, partition=partition, offset=offset,
+                             value=value)
+        await self.letters.send_and_wait(self.letters_topic, encode_dead_letter(letter))
+        async with self.engine.begin() as conn:
+            await skip_record(conn, self.topic, record)
+        self.poisoned += 1
 
 
 async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
@@ -29,7 +109,10 @@ async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
         await drop_schema(engine)
     await create_schema(engine)
     consumer = make_consumer(settings.kafka_bootstrap)
+    producer = make_producer(settings.kafka_bootstrap)
     await consumer.start()
+    await producer.start()
+    projector = Projector(engine, topic, producer, settings.topics.deadletter)
     try:
         tps = await topic_partitions(settings.kafka_bootstrap, topic)
         consumer.assign(tps)
@@ -45,11 +128,12 @@ async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
             batches = await consumer.getmany(timeout_ms=200, max_records=1000)
             records = [(r.partition, r.offset, r.value) for rs in batches.values() for r in rs]
             if records:
-                async with engine.begin() as conn:
-                    applied += await apply_batch(conn, topic, records)
+                applied += await projector.project(records)
             if time.monotonic() - reported > REPORT_EVERY_SECS:
-                log.info("applied %d events", applied)
+                log.info("applied %d events; %d poisoned records passed over", applied,
+                         projector.poisoned)
                 reported = time.monotonic()
     finally:
         await consumer.stop()
+        await producer.stop()
         await engine.dispose()

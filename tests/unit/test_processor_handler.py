@@ -2,56 +2,71 @@
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-import pytest
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
 from events import JobSpec, decode_dispatch, decode_event
+from services.deadletter import decode_dead_letter
 from services.domain import CreateJob, JobState, RunState, TriggerRun, encode_command
 from services.domain.state import Answer
 from services.outcomes import decode_outcome
-from services.processor.handler import process_command, process_commands
+from services.processor.handler import CommandRecord, process_command, process_commands
+from services.processor.statecodec import decode_answer, decode_job, decode_run
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class MemoryStore:
+    """Tables of encoded values, like the processor's faust tables."""
+
     def __init__(self) -> None:
-        self.jobs: dict[str, JobState] = {}
-        self.runs: dict[str, RunState] = {}
-        self.answers: dict[str, Answer] = {}
+        self.jobs: dict[str, bytes] = {}
+        self.runs: dict[str, bytes] = {}
+        self.answers: dict[str, bytes] = {}
 
     def get_job(self, job_id: str) -> JobState | None:
-        return self.jobs.get(job_id)
+        raw = self.jobs.get(job_id)
+        return None if raw is None else decode_job(raw)
 
     def get_run(self, run_id: str) -> RunState | None:
-        return self.runs.get(run_id)
+        raw = self.runs.get(run_id)
+        return None if raw is None else decode_run(raw)
 
     def get_answer(self, command_id: str) -> Answer | None:
-        return self.answers.get(command_id)
+        raw = self.answers.get(command_id)
+        return None if raw is None else decode_answer(raw)
 
-    def put_job(self, job: JobState) -> None:
-        self.jobs[job.job_id] = job
+    def put_job(self, job_id: str, raw: bytes) -> None:
+        self.jobs[job_id] = raw
 
-    def put_run(self, run: RunState) -> None:
-        self.runs[run.run_id] = run
+    def put_run(self, run_id: str, raw: bytes) -> None:
+        self.runs[run_id] = raw
 
-    def put_answer(self, command_id: str, answer: Answer) -> None:
-        self.answers[command_id] = answer
+    def put_answer(self, command_id: str, raw: bytes) -> None:
+        self.answers[command_id] = raw
 
 
 class MemorySink:
-    def __init__(self, fail: bool = False) -> None:
+    """The topics; ``failures`` makes the next appends raise that error first."""
+
+    def __init__(self, *failures: Exception, refuse: bytes | None = None) -> None:
         self.events: list[bytes] = []
         self.orders: list[bytes] = []
+        self.letters: list[bytes] = []
         self.outcomes: list[bytes] = []
-        self.fail = fail
+        self.failures = list(failures)
+        self.refuse = refuse  # the broker refuses any event holding these bytes
 
     async def append(self, events: Sequence[tuple[str, bytes]],
-                     orders: Sequence[tuple[str, bytes]]) -> None:
-        if self.fail:
-            raise ConnectionError("broker gone")
+                     orders: Sequence[tuple[str, bytes]], letters: Sequence[bytes]) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        if self.refuse and any(self.refuse in v for _, v in events):
+            raise MessageSizeTooLargeError()
         self.events += [v for _, v in events]
         self.orders += [v for _, v in orders]
+        self.letters += list(letters)
 
     def answer(self, key: str, value: bytes) -> None:
         self.outcomes.append(value)
@@ -90,13 +105,23 @@ async def test_repeated_command_gets_same_answer_and_no_events() -> None:
     assert decode_outcome(sink.outcomes[-1]) == decode_outcome(sink.outcomes[-2])
 
 
-async def test_state_is_not_stored_when_the_log_write_fails() -> None:
-    store = MemoryStore()
-    await process_command(create(), store, MemorySink())
-    with pytest.raises(ConnectionError):
-        await process_command(trigger(), store, MemorySink(fail=True))
-    assert store.get_answer("c2") is None and store.get_run("r1") is None
-    assert store.jobs["j"].seq == 1
+async def test_state_is_not_stored_while_the_log_is_away() -> None:
+    # A passing fault: the append is retried (nothing rejected) and state waits for it.
+    store, sink = MemoryStore(), MemorySink()
+    await process_command(create(), store, sink)
+    sink.failures = [ConnectionError("broker gone"), KafkaConnectionError()]
+    stored_during_failure: list[bool] = []
+    original = sink.append
+
+    async def watching_append(*args: Any) -> None:
+        stored_during_failure.append(store.get_run("r1") is not None)
+        await original(*args)
+
+    sink.append = watching_append  # type: ignore[method-assign]
+    await process_command(trigger(), store, sink)
+    assert stored_during_failure == [False, False, False]
+    assert store.get_run("r1") is not None and not decode_outcome(sink.outcomes[-1]).rejected
+    assert sink.letters == []
 
 
 async def test_replay_after_lost_state_writes_identical_events() -> None:
@@ -120,10 +145,60 @@ async def test_rejection_is_answered_with_code_and_reason() -> None:
     assert sink.events == []
 
 
-async def test_undecodable_command_is_dropped() -> None:
+async def test_undecodable_command_is_dropped_to_the_dead_letter_topic() -> None:
     store, sink = MemoryStore(), MemorySink()
-    await process_command(b"{not json", store, sink)
+    await process_command(CommandRecord(b"{not json", "cmds", 3, 17), store, sink)
     assert sink.events == [] and sink.outcomes == []
+    letter = decode_dead_letter(sink.letters[0])
+    assert (letter.source, letter.topic, letter.partition, letter.offset) == (
+        "processor", "cmds", 3, 17)
+    assert letter.value == "{not json" and "DecodeError" in letter.error
+
+
+def huge_trigger(command_id: str, run_id: str) -> bytes:
+    # An integer no msgpack state can hold: the state write would fail after the events.
+    return encode_command(TriggerRun(command_id=command_id, project_id="p", job_id="j",
+                                     issued_at=NOW, run_id=run_id, payload=2**64))
+
+
+async def test_a_command_whose_state_cannot_be_stored_is_rejected_alone() -> None:
+    store, sink = MemoryStore(), MemorySink()
+    writes = await process_commands([create(), trigger("c2", "r1"), huge_trigger("c3", "r2"),
+                                     trigger("c4", "r3")], store, sink)
+    for change in writes:
+        change.apply_to(store)
+    outcomes = [decode_outcome(o) for o in sink.outcomes]
+    assert [(o.command_id, o.rejected, o.code) for o in outcomes] == [
+        ("c1", False, None), ("c2", False, None), ("c3", True, "unprocessable"),
+        ("c4", False, None)]
+    assert "OverflowError" in (outcomes[2].reason or "")
+    # Nothing of c3 is on the log or in the state; the others' seqs stay gapless.
+    seqs = [d.envelope.seq for raw in sink.events if (d := decode_event(raw))]
+    assert seqs == [1, 2, 3, 4, 5]
+    assert store.get_run("r2") is None and store.get_run("r3") is not None
+    assert [decode_dead_letter(raw).key for raw in sink.letters] == ["j"]
+    # A repeat of the poisoned command gets the same answer and causes nothing.
+    await process_command(huge_trigger("c3", "r2"), store, sink)
+    assert decode_outcome(sink.outcomes[-1]) == outcomes[2]
+    assert len(sink.letters) == 1
+
+
+async def test_records_the_log_refuses_are_isolated_to_their_command() -> None:
+    store, sink = MemoryStore(), MemorySink(refuse=b"too-big")
+    big = encode_command(TriggerRun(command_id="c3", project_id="p", job_id="j",
+                                    issued_at=NOW, run_id="r2", payload="too-big"))
+    writes = await process_commands([create(), trigger("c2", "r1"), big,
+                                     trigger("c4", "r3")], store, sink)
+    for change in writes:
+        change.apply_to(store)
+    # The batch failed whole, then one command at a time: only c3 is refused.
+    outcomes = [decode_outcome(o) for o in sink.outcomes]
+    assert [(o.command_id, o.rejected) for o in outcomes] == [
+        ("c1", False), ("c2", False), ("c3", True), ("c4", False)]
+    assert outcomes[2].code == "unprocessable"
+    assert [d.envelope.seq for raw in sink.events if (d := decode_event(raw))] == [1, 2, 3,
+                                                                                  4, 5]
+    assert len(sink.letters) == 1 and store.get_run("r2") is None
 
 
 async def test_a_batch_decides_each_command_on_the_state_the_earlier_ones_left() -> None:
@@ -136,4 +211,5 @@ async def test_a_batch_decides_each_command_on_the_state_the_earlier_ones_left()
     assert [decode_outcome(o).seq for o in sink.outcomes] == [1, 3, 5, 3]
     for change in writes:
         change.apply_to(store)
-    assert store.jobs["j"].seq == 5 and set(store.runs) == {"r1", "r2"}
+    job = store.get_job("j")
+    assert job is not None and job.seq == 5 and set(store.runs) == {"r1", "r2"}

@@ -1,0 +1,29 @@
+"""How the processor's table values are stored: msgpack bytes, one decoder per type.
+
+Encoding happens while a command is decided, before anything is written, so a state that
+cannot be stored makes its command a rejection instead of failing half way.
+"""
+
+import msgspec
+
+from services.domain import JobState, RunState
+from services.domain.state import Answer
+
+_job_decoder = msgspec.msgpack.Decoder(JobState)
+_run_decoder = msgspec.msgpack.Decoder(RunState)
+_answer_decoder = msgspec.msgpack.Decoder(Answer)
+_encoder = msgspec.msgpack.Encoder()
+
+encode_state = _encoder.encode
+
+
+def decode_job(raw: bytes) -> JobState:
+    return _job_decoder.decode(raw)
+
+
+def decode_run(raw: bytes) -> RunState:
+    return _run_decoder.decode(raw)
+
+
+def decode_answer(raw: bytes) -> Answer:
+    return _answer_decoder.decode(raw)

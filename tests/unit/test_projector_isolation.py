@@ -1,0 +1,60 @@
+"""The projector passes over a record it cannot apply, records it, and goes on."""
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from events.types import RunTriggered
+from projections.projector import load_offsets
+from projections.queries import get_run, job_positions_of
+from projections.tables import run_events
+from services.deadletter import decode_dead_letter
+from services.projector.app import Projector
+from tests.unit.test_projections import HISTORY, TOPIC, engine_at, record
+
+
+class Letters:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    async def send_and_wait(self, topic: str, value: bytes) -> Any:
+        self.sent.append((topic, value))
+
+
+async def test_poisoned_records_are_passed_over_and_the_rest_applies(tmp_path: Path) -> None:
+    engine = await engine_at(tmp_path / "p.db")
+    letters = Letters()
+    projector = Projector(engine, TOPIC, letters, "t.deadletter")
+    # Offsets 0..6 are the history; 7 is not JSON; 8 triggers a run whose id another job
+    # already used (the runs table refuses it); 9 is a good event of that second job.
+    clash = record(1, "r1", RunTriggered(payload=None), offset=8, job_id="j2")
+    after = record(2, "r9", RunTriggered(payload={"ok": 1}), offset=9, job_id="j2")
+    batch = [*HISTORY, (0, 7, b"{not json"), clash, after]
+    applied = await projector.project(batch)
+
+    assert applied == len(HISTORY) + 1 and projector.poisoned == 2
+    reasons = [decode_dead_letter(v) for _, v in letters.sent]
+    assert [(r.source, r.offset) for r in reasons] == [("projector", 7), ("projector", 8)]
+    assert "IntegrityError" in reasons[1].error
+    assert await load_offsets(engine, TOPIC) == {0: 10}
+    assert await job_positions_of(engine, ["j", "j2"]) == {"j": 7, "j2": 2}
+    run = await get_run(engine, "p", "r9")
+    assert run is not None and run.payload == {"ok": 1}
+    first = await get_run(engine, "p", "r1")
+    assert first is not None and first.job_id == "j" and first.status == "completed"
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(run_events.c.job_id, run_events.c.seq))).all()
+    assert ("j2", 1) not in rows and ("j2", 2) in rows
+    # Applying the same batch again changes nothing (the clash is now a known seq).
+    assert await projector.project(batch) == 0
+    assert await job_positions_of(engine, ["j", "j2"]) == {"j": 7, "j2": 2}
+
+
+async def test_a_whole_good_batch_is_one_transaction(tmp_path: Path) -> None:
+    engine = await engine_at(tmp_path / "p.db")
+    projector = Projector(engine, TOPIC, Letters(), "t.deadletter")
+    assert await projector.project(HISTORY) == len(HISTORY)
+    assert projector.poisoned == 0
+    run = await get_run(engine, "p", "r1")
+    assert run is not None and run.status == "completed"
