@@ -7,6 +7,7 @@ infinity), and depth is bounded (deep nesting costs stack in every decoder on th
 """
 
 import math
+import re
 from typing import Any
 
 import msgspec
@@ -29,6 +30,7 @@ class JsonLimitExceeded(ValueError):
 
 _msgpack = msgspec.msgpack.Encoder()
 _json_decoder = msgspec.json.Decoder()
+_EMPTY_PAIR = re.compile(rb"\[\]|\{\}")
 _BRACKETS_AND_QUOTES = b'"[]{}'
 _OTHER_BYTES = bytes(b for b in range(256) if b not in _BRACKETS_AND_QUOTES)
 
@@ -46,7 +48,12 @@ def json_depth(raw: bytes, limit: int = MAX_JSON_DEPTH) -> int:
     while brackets:
         if depth > limit:
             break
-        brackets = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        peeled = _EMPTY_PAIR.sub(b"", brackets)  # one level: sub does not rescan its output
+        if len(peeled) == len(brackets):
+            # Unbalanced, so not JSON: the decoder will say so, unless what is left could
+            # nest it deeper than the limit first.
+            return depth + len(peeled) if len(peeled) > limit else depth
+        brackets = peeled
         depth += 1
     return depth
 

@@ -51,6 +51,7 @@ def create_app(settings: Settings) -> Litestar:
         await bus.start()
         watcher = ProjectionWatcher(engine)
         watcher.start()
+        await payload_schema.start()  # the validator workers, before the first trigger
         app.state.ctx = ApiContext(settings, bus, engine, app.state.keyring, watcher)
         try:
             yield

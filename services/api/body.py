@@ -41,7 +41,10 @@ def _field_of(message: str) -> tuple[str, str]:
     for pattern, suffix in ((_KEY_PATH, " (a key)"), (_PATH, "")):
         match = pattern.search(message)
         if match:
-            path = match["path"].lstrip(".").replace("[", ".").replace("]", "")
+            path = match["path"]
+            if "[...]" in path:  # a value in an object; msgspec does not say which key
+                path, suffix = path.split("[...]")[0], " (a value)"
+            path = path.lstrip(".").replace("[", ".").replace("]", "")
             return path.replace(".", "/") + suffix, _plain(message[:match.start()])
     unknown = re.search(r"unknown field `([^`]*)`", message)
     if unknown:
@@ -62,7 +65,7 @@ def decode_json(raw: bytes) -> Any:
         raise invalid("body", f"nested deeper than {MAX_JSON_DEPTH} levels") from None
     except msgspec.ValidationError as exc:  # e.g. a number too large for a float
         raise invalid("body", str(exc)) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"the body is not valid JSON: {exc}", code="malformed_json",
                        details=[ErrorDetail(field="body", reason=str(exc))]) from None
 

@@ -11,8 +11,10 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from sqlalchemy.exc import OperationalError
 
 from schemas.api import Error, ErrorBody, ErrorDetail
+from services.api.payload_schema import ValidatorUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +112,17 @@ def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[E
     return _respond(request, ApiError(500, "internal error; the request id is in the logs"))
 
 
+def on_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    """A part the API depends on is busy or away: the client may try again."""
+    log.warning("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
+    return _respond(request, ApiError(503, f"temporarily unavailable: {exc}",
+                                      headers={"Retry-After": "1"}))
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     ApiError: on_api_error,
+    ValidatorUnavailable: on_unavailable,
+    OperationalError: on_unavailable,  # the read models' database is locked or away
     HTTPException: on_http_exception,
     Exception: on_unexpected,
 }

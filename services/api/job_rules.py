@@ -10,7 +10,7 @@ from cronsim import CronSim, CronSimError
 from schemas.api import CreateJobRequest
 from services.addresses import UrlRefused, check_endpoint_url
 from services.api.errors import invalid
-from services.api.payload_schema import SchemaRefused, check_schema
+from services.api.payload_schema import SchemaRefused, check_schema_async
 from services.config import Settings
 
 
@@ -36,7 +36,7 @@ def check_cron(expression: str) -> None:
         raise invalid("cron", f"not a valid cron expression: {exc}") from None
 
 
-def check_job(request: CreateJobRequest, settings: Settings) -> None:
+async def check_job(request: CreateJobRequest, settings: Settings) -> None:
     """Raise ApiError (422, naming the field) unless the definition can run as given."""
     allowed = settings.allowed_ip_networks()
     for field, url in (("endpoint_url", request.endpoint_url),
@@ -51,7 +51,8 @@ def check_job(request: CreateJobRequest, settings: Settings) -> None:
         check_cron(request.cron)
     if request.payload_schema is not None:
         try:
-            check_schema(request.payload_schema)
+            # In a worker process, within a time budget: checking a large schema is not
+            # free (every pattern is compiled), and the event loop must stay free.
+            await check_schema_async(request.payload_schema)
         except SchemaRefused as exc:
-            field = "payload_schema" + (f"/{exc.path}" if exc.path else "")
-            raise invalid(field, exc.reason) from None
+            raise invalid(exc.path or "payload_schema", exc.reason) from None

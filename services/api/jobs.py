@@ -35,7 +35,7 @@ async def create_job(request: Request[Any, Any, Any]) -> JobResponse:
     key = caller_of(request, "operator")
     data = await decode_body(request, CreateJobRequest)
     ctx: ApiContext = request.app.state.ctx
-    check_job(data, ctx.settings)
+    await check_job(data, ctx.settings)
     fields = msgspec.structs.asdict(data)
     del fields["project_id"]
     spec = JobSpec(**fields, created_by=key.project_id + ":" + key.role)
