@@ -158,7 +158,15 @@ def create_app(settings: Settings) -> faust.App:
         guard.forget()
 
     async def handle(record: CommandRecord) -> None:
-        await process_command(record, store, sink)
+        try:
+            await process_command(record, store, sink)
+        except Exception as exc:
+            # process_command isolates poison itself; this is the net under a bug in that
+            # isolation, so that even then one record cannot stop the stream.
+            letter = dead_letter("processor", exc, "dropped: the processor failed on it",
+                                 topic=record.topic, partition=record.partition,
+                                 offset=record.offset, value=record.value)
+            await letters.send(value=encode_dead_letter(letter))
 
     async def handle_raw(raw: bytes) -> None:
         await handle(CommandRecord(raw, topics.commands))
