@@ -42,7 +42,6 @@ class Settings:
     command_wait_secs: float = 10.0
     max_payload_bytes: int = 256 * 1024
     processor_data_dir: Path = Path(".jobledger/processor")
-    executor_concurrency: int = 200
     # A development run (``jobledger run`` without a configured key): the well-known
     # development key is active. Never set in production.
     development: bool = False

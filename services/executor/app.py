@@ -1,88 +1,64 @@
 """The executor process: consume dispatch orders, call endpoints, report as commands.
 
-Offsets are committed only after a whole batch has been called and reported, so a crash
-repeats orders rather than losing them; the repeats carry the same Idempotency-Key and
-their reports the same command id.
+The loop itself is services.executor.loop; this module wires it to Kafka and HTTP. The
+resolver and socket seams exist for tests (a static DNS table; a socket factory that
+records every connection attempt and refuses anything but loopback); the address rule
+is applied around them whatever they are.
 """
 
 import asyncio
 import logging
-from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
-import httpx
-from aiokafka import AIOKafkaProducer
+from aiohttp.abc import AbstractResolver
+from aiokafka.admin import AIOKafkaAdminClient
 
-from events.dispatch import DispatchOrder, decode_dispatch
 from services.config import Settings
-from services.domain import encode_command
-from services.executor.call import call_endpoint
-from services.executor.guard import Network
+from services.executor.call import close_session, open_session
+from services.executor.deliver import Delivery
+from services.executor.guard import SocketFactory, plain_socket
+from services.executor.loop import Executor, RecentOrders, cancel_all
 from services.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
+
+__all__ = ["RecentOrders", "run_executor"]
 
 log = logging.getLogger(__name__)
 
-RECENT_KEPT = 100_000
 
-
-class RecentOrders:
-    """Orders already carried out by this process, so a redelivery is not called twice."""
-
-    def __init__(self, size: int = RECENT_KEPT) -> None:
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._size = size
-
-    def first_time(self, key: str) -> bool:
-        if key in self._seen:
-            return False
-        self._seen[key] = None
-        if len(self._seen) > self._size:
-            self._seen.popitem(last=False)
-        return True
-
-
-async def carry_out(
-    order: DispatchOrder,
-    client: httpx.AsyncClient,
-    producer: AIOKafkaProducer,
-    settings: Settings,
-    limit: asyncio.Semaphore,
-    allowed: list[Network],
-) -> None:
-    async with limit:
-        report = await call_endpoint(client, order, allowed)
-    await producer.send_and_wait(settings.topics.commands, encode_command(report),
-                                 key=order.job_id.encode())
-
-
-async def run_executor(settings: Settings, stop: asyncio.Event | None = None) -> None:
+async def run_executor(settings: Settings, stop: asyncio.Event | None = None, *,
+                       resolver: AbstractResolver | None = None,
+                       create_socket: SocketFactory = plain_socket) -> None:
+    """Run until ``stop`` is set, then let running orders finish (within the grace) and
+    commit. Cancelling the task instead is like a crash: nothing more is committed."""
     stop = stop or asyncio.Event()
     await wait_for_broker(settings.kafka_bootstrap)
     await ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
-    consumer = make_consumer(settings.kafka_bootstrap, settings.topics.dispatch,
-                             group_id=f"{settings.topic_prefix}-executor")
+    group_id = f"{settings.topic_prefix}-executor"
+    consumer = make_consumer(settings.kafka_bootstrap, group_id=group_id)
     producer = make_producer(settings.kafka_bootstrap)
-    limit = asyncio.Semaphore(settings.executor_concurrency)
-    recent = RecentOrders()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     allowed = settings.allowed_ip_networks()
-    limits = httpx.Limits(max_connections=settings.executor_concurrency)
-    async with httpx.AsyncClient(limits=limits, follow_redirects=False) as client:
-        await consumer.start()
-        await producer.start()
-        log.info("executor consuming %s", settings.topics.dispatch)
-        try:
-            while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=200, max_records=500)
-                orders = []
-                for records in batches.values():
-                    for record in records:
-                        order = decode_dispatch(record.value)
-                        if recent.first_time(order.idempotency_key):
-                            orders.append(order)
-                if orders:
-                    await asyncio.gather(*(carry_out(o, client, producer, settings, limit, allowed)
-                                           for o in orders))
-                if batches:
-                    await consumer.commit()
-        finally:
-            await consumer.stop()
-            await producer.stop()
+    session = open_session(allowed, settings.executor_max_in_flight, resolver=resolver,
+                           create_socket=create_socket)
+    executor = Executor(consumer=consumer, delivery=Delivery(producer), admin=admin,
+                        session=session, allowed=allowed, topics=settings.topics,
+                        group_id=group_id, max_in_flight=settings.executor_max_in_flight)
+    closers: list[Callable[[], Awaitable[None]]] = []
+    try:
+        for start, close in ((admin.start, admin.close), (producer.start, producer.stop),
+                             (consumer.start, consumer.stop)):
+            await start()
+            closers.append(close)
+        consumer.subscribe([settings.topics.dispatch], listener=executor.listener())
+        log.info("executor consuming %s (at most %d orders at once)",
+                 settings.topics.dispatch, settings.executor_max_in_flight)
+        await executor.run(stop, settings.executor_stop_grace_secs)
+    finally:
+        await cancel_all(executor.tasks())
+        await close_session(session)
+        # The consumer first (it leaves the group), the producer flushes, the admin last.
+        for close in reversed(closers):
+            try:
+                await close()
+            except Exception:
+                log.exception("closing the executor's Kafka clients failed")

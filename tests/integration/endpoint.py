@@ -4,6 +4,11 @@
 - ``/flaky/{n}``: 500 for the first n attempts of each run, then 200
 - ``/fail/{status}``: always that status
 - ``/slow/{ms}``: answers 200 after that many milliseconds
+- ``/deep/{n}``: 200 with JSON nested n levels deep (``[[[...]]]``)
+- ``/big/{bytes}``: 200 with a JSON string body of about that many bytes
+- ``/stream/{bytes}``: like ``/big`` but chunked, with no Content-Length
+- ``/redirect``: 302 to ``/echo`` on the same server (a client must not follow it)
+- ``/text``: 200 with a body that is not JSON
 """
 
 import asyncio
@@ -36,7 +41,7 @@ class Endpoint:
     def for_run(self, run_id: str) -> list[Received]:
         return [r for r in self.received if r.headers.get("X-Run-ID") == run_id]
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         payload = json.loads(body) if body else None
         run_id = request.headers.get("X-Run-ID", "")
@@ -51,6 +56,26 @@ class Endpoint:
                 return web.json_response({"error": "nope"}, status=int(status))
             case ["slow", ms]:
                 await asyncio.sleep(int(ms) / 1000)
+            case ["deep", n]:
+                return web.Response(body=b"[" * int(n) + b"]" * int(n),
+                                    content_type="application/json")
+            case ["big", size]:
+                return web.Response(body=b'"' + b"x" * int(size) + b'"',
+                                    content_type="application/json")
+            case ["stream", size]:
+                stream = web.StreamResponse(headers={"Content-Type": "application/json"})
+                stream.enable_chunked_encoding()
+                await stream.prepare(request)
+                await stream.write(b'"')
+                for start in range(0, int(size), 65536):
+                    await stream.write(b"x" * min(65536, int(size) - start))
+                await stream.write(b'"')
+                await stream.write_eof()
+                return stream
+            case ["redirect"]:
+                return web.Response(status=302, headers={"Location": f"{self.base_url}/echo"})
+            case ["text"]:
+                return web.Response(text="plain words, not JSON")
         return web.json_response({"echo": payload, "attempt": attempt})
 
     async def start(self) -> None:
