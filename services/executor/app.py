@@ -14,8 +14,8 @@ from aiohttp.abc import AbstractResolver
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.config import Settings
+from services.delivery import Delivery
 from services.executor.call import close_session, open_session
-from services.executor.deliver import Delivery
 from services.executor.guard import SocketFactory, plain_socket
 from services.executor.loop import Executor, RecentOrders, cancel_all
 from services.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker

@@ -32,9 +32,9 @@ from events.topics import Topics
 from events.types import AttemptFailure
 from services.addresses import Network
 from services.deadletter import DeadLetter, dead_letter, encode_dead_letter
+from services.delivery import Delivery, RecordRefused
 from services.domain import ReportAttemptFailed, encode_command
 from services.executor.call import Report, call_endpoint, failure_report
-from services.executor.deliver import Delivery, RecordRefused
 from services.executor.offsets import MAX_METADATA_CHARS, PartitionProgress
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,9 @@ over, and the projector goes on.
 import asyncio
 import logging
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
+from aiokafka.errors import KafkaError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,6 +22,7 @@ from projections.db import create_schema, drop_schema, make_engine
 from projections.projector import Record, apply_batch, load_offsets, skip_record
 from services.config import Settings
 from services.deadletter import dead_letter, encode_dead_letter
+from services.delivery import Delivery
 from services.kafka import (
     ensure_topics,
     make_consumer,
@@ -47,7 +49,7 @@ async def database_answers(engine: AsyncEngine) -> bool:
 
 
 class LetterSender(Protocol):
-    async def send_and_wait(self, topic: str, value: bytes) -> Any: ...
+    async def send(self, topic: str, value: bytes, key: bytes | None) -> None: ...
 
 
 class Projector:
@@ -92,7 +94,7 @@ class Projector:
         letter = dead_letter("projector", exc, "skipped: the read models do not show it",
                              topic=self.topic, partition=partition, offset=offset,
                              value=value)
-        await self.letters.send_and_wait(self.letters_topic, encode_dead_letter(letter))
+        await self.letters.send(self.letters_topic, encode_dead_letter(letter), None)
         async with self.engine.begin() as conn:
             await skip_record(conn, self.topic, record)
         self.poisoned += 1
@@ -112,7 +114,7 @@ async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
     producer = make_producer(settings.kafka_bootstrap)
     await consumer.start()
     await producer.start()
-    projector = Projector(engine, topic, producer, settings.topics.deadletter)
+    projector = Projector(engine, topic, Delivery(producer), settings.topics.deadletter)
     try:
         tps = await topic_partitions(settings.kafka_bootstrap, topic)
         consumer.assign(tps)
@@ -125,7 +127,12 @@ async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
         log.info("projecting %s from %s", topic, stored or "the beginning")
         applied, reported = 0, time.monotonic()
         while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+            try:
+                batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+            except KafkaError as exc:  # a passing fault: the broker is briefly away
+                log.warning("fetching events failed (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+                continue
             records = [(r.partition, r.offset, r.value) for rs in batches.values() for r in rs]
             if records:
                 applied += await projector.project(records)

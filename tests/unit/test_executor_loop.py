@@ -19,7 +19,7 @@ from services.deadletter import decode_dead_letter
 from services.domain import ReportAttemptFailed, ReportAttemptSucceeded, decode_command
 from services.executor import loop as loop_module
 from services.executor.call import close_session, open_session
-from services.executor.deliver import Delivery, RecordRefused
+from services.delivery import Delivery, RecordRefused
 from services.executor.loop import Executor, RecentOrders
 from services.executor.offsets import (
     PartitionProgress,

@@ -3,13 +3,16 @@
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from events.types import RunTriggered
 from projections.projector import load_offsets
 from projections.queries import get_run, job_positions_of
 from projections.tables import run_events
 from services.deadletter import decode_dead_letter
+from services.projector import app
 from services.projector.app import Projector
 from tests.unit.test_projections import HISTORY, TOPIC, engine_at, record
 
@@ -18,7 +21,7 @@ class Letters:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes]] = []
 
-    async def send_and_wait(self, topic: str, value: bytes) -> Any:
+    async def send(self, topic: str, value: bytes, key: bytes | None) -> None:
         self.sent.append((topic, value))
 
 
@@ -58,3 +61,26 @@ async def test_a_whole_good_batch_is_one_transaction(tmp_path: Path) -> None:
     assert projector.poisoned == 0
     run = await get_run(engine, "p", "r1")
     assert run is not None and run.status == "completed"
+
+
+async def test_a_database_that_is_briefly_away_is_waited_for_not_blamed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = await engine_at(tmp_path / "p.db")
+    letters = Letters()
+    projector = Projector(engine, TOPIC, letters, "t.deadletter")
+    outage = [True, True]  # the database is away for the first two tries
+    real_apply = app.apply_batch
+
+    async def flaky_apply(conn: Any, topic: str, records: list[Any]) -> int:
+        if outage:
+            raise OperationalError("INSERT ...", {}, Exception("database is locked"))
+        return await real_apply(conn, topic, records)
+
+    async def answers(_: Any) -> bool:
+        return not outage.pop(0) if outage else True
+
+    monkeypatch.setattr(app, "apply_batch", flaky_apply)
+    monkeypatch.setattr(app, "database_answers", answers)
+    monkeypatch.setattr(app, "RETRY_FIRST_SECS", 0.01)
+    assert await projector.project(HISTORY) == len(HISTORY)
+    assert letters.sent == [] and projector.poisoned == 0
