@@ -18,7 +18,7 @@ from services.api.bus import CommandBus
 from services.api.context import ApiContext, StillPending
 from services.api.contract import complete_openapi
 from services.api.errors import EXCEPTION_HANDLERS, request_id_of
-from services.api.health import healthz, readyz
+from services.api.health import ReadinessCache, healthz, readyz
 from services.api.jobs import create_job, read_job, trigger_job
 from services.api.runs import cancel_run, read_run, run_events
 from services.api.visibility import ProjectionWatcher
@@ -78,5 +78,6 @@ def create_app(settings: Settings) -> Litestar:
                         "\"details\"}, \"request_id\"}."),
     )
     app.state.keyring = KeyRing(settings)
+    app.state.readiness = ReadinessCache()
     complete_openapi(app.plugins.get(OpenAPIPlugin).provide_openapi_schema())
     return app

@@ -1,5 +1,7 @@
 """Liveness and readiness."""
 
+import asyncio
+import time
 from typing import Any
 
 from litestar import Request, get
@@ -18,10 +20,33 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+class ReadinessCache:
+    """One readiness check at a time, its answer reused for a moment: /readyz is public,
+    and each check asks the broker and the database, so callers must not multiply it."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._answer: tuple[float, Response[dict[str, Any]]] | None = None
+
+    async def get(self, ctx: ApiContext) -> Response[dict[str, Any]]:
+        async with self._lock:
+            now = time.monotonic()
+            if self._answer is None or now - self._answer[0] > READY_CACHE_SECS:
+                self._answer = (now, await _check(ctx))
+            return self._answer[1]
+
+
+READY_CACHE_SECS = 1.0
+
+
 @get("/readyz", summary="Readiness: Kafka reachable, projector caught up",
      opt={"exclude_from_auth": True})
 async def readyz(request: Request) -> Response[dict[str, Any]]:
-    ctx: ApiContext = request.app.state.ctx
+    cache: ReadinessCache = request.app.state.readiness
+    return await cache.get(request.app.state.ctx)
+
+
+async def _check(ctx: ApiContext) -> Response[dict[str, Any]]:
     topic = ctx.settings.topics.events
     checks: dict[str, Any] = {}
     try:
