@@ -7,7 +7,6 @@ adapts faust tables and topics to the handler's ports.
 import logging
 import time
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,12 +16,12 @@ from faust.types import TableT
 
 from services.config import Settings
 from services.deadletter import dead_letter, encode_dead_letter
-from services.domain import JobState, RunState, encode_command
+from services.domain import encode_command
 from services.domain.commands import FireDueTimers
-from services.domain.state import Answer
 from services.processor.gaps import GapGuard
 from services.processor.handler import CommandRecord, process_command
-from services.processor.statecodec import decode_answer, decode_job, decode_run
+from services.processor.ports import TableStore, TopicSink
+from services.processor.statecodec import decode_job
 
 log = logging.getLogger(__name__)
 
@@ -43,52 +42,6 @@ def table_topics(settings: Settings) -> list[NewTopic]:
     return [NewTopic(f"{settings.topic_prefix}-processor-{name}-changelog",
                      settings.partitions, 1, topic_configs={"cleanup.policy": "compact"})
             for name in TABLES]
-
-
-class TableStore:
-    """The handler's StateStore over three faust tables (values are msgpack bytes)."""
-
-    def __init__(self, jobs: TableT, runs: TableT, answers: TableT) -> None:
-        self.jobs, self.runs, self.answers = jobs, runs, answers
-
-    def get_job(self, job_id: str) -> JobState | None:
-        raw = self.jobs.get(job_id.encode())
-        return None if raw is None else decode_job(raw)
-
-    def get_run(self, run_id: str) -> RunState | None:
-        raw = self.runs.get(run_id.encode())
-        return None if raw is None else decode_run(raw)
-
-    def get_answer(self, command_id: str) -> Answer | None:
-        raw = self.answers.get(command_id.encode())
-        return None if raw is None else decode_answer(raw)
-
-    def put_job(self, job_id: str, raw: bytes) -> None:
-        self.jobs[job_id.encode()] = raw
-
-    def put_run(self, run_id: str, raw: bytes) -> None:
-        self.runs[run_id.encode()] = raw
-
-    def put_answer(self, command_id: str, raw: bytes) -> None:
-        self.answers[command_id.encode()] = raw
-
-
-class TopicSink:
-    def __init__(self, events: faust.TopicT, dispatch: faust.TopicT,
-                 outcomes: faust.TopicT, letters: faust.TopicT) -> None:
-        self.events, self.dispatch, self.outcomes = events, dispatch, outcomes
-        self.letters = letters
-
-    async def append(self, events: Sequence[tuple[str, bytes]],
-                     orders: Sequence[tuple[str, bytes]], letters: Sequence[bytes]) -> None:
-        pending = [await self.events.send(key=k.encode(), value=v) for k, v in events]
-        pending += [await self.dispatch.send(key=k.encode(), value=v) for k, v in orders]
-        pending += [await self.letters.send(value=v) for v in letters]
-        for delivery in pending:
-            await delivery
-
-    def answer(self, key: str, value: bytes) -> None:
-        self.outcomes.send_soon(key=key.encode(), value=value)
 
 
 class TimerAsks:
