@@ -19,7 +19,15 @@ from services.domain.commands import (
 )
 from services.domain.decide import Decision, Rejection, decide, handle
 from services.domain.evolve import evolve
-from services.domain.state import TERMINAL, Aggregate, JobState, RunState, RunStatus
+from services.domain.state import (
+    TERMINAL,
+    Aggregate,
+    JobState,
+    RunState,
+    RunStatus,
+    dispatch_order,
+    timer_due_at,
+)
 
 __all__ = [
     "TERMINAL",
@@ -39,7 +47,9 @@ __all__ = [
     "TriggerRun",
     "decide",
     "decode_command",
+    "dispatch_order",
     "encode_command",
     "evolve",
     "handle",
+    "timer_due_at",
 ]

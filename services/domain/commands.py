@@ -59,8 +59,11 @@ class CancelRun(_Command, frozen=True, kw_only=True, tag="run.cancel"):
 
 
 class FireDueTimers(_Command, frozen=True, kw_only=True, tag="timers.fire"):
-    """Issued by the processor's timer: requeue every delayed run whose retry is due, and
-    time out every attempt whose executor has not reported by its deadline."""
+    """Issued by the processor's timer for the runs it found due: requeue each delayed run
+    whose retry is due, time out each attempt whose executor has not reported by its
+    deadline. The runs are named so that deciding the command again reads the same runs."""
+
+    run_ids: list[str] = msgspec.field(default_factory=list)
 
 
 Command = (

@@ -31,7 +31,14 @@ from services.domain.commands import (
 )
 from services.domain.evolve import evolve
 from services.domain.retry import GiveUp, retry_decision
-from services.domain.state import Aggregate, Answer, RunState, RunStatus
+from services.domain.state import (
+    Aggregate,
+    Answer,
+    RunState,
+    RunStatus,
+    dispatch_order,
+    timer_due_at,
+)
 
 # How long past its HTTP timeout an attempt may go unreported before it counts as lost:
 # room for queueing in the dispatch topic and for the report's own trip.
@@ -60,7 +67,7 @@ def decide(state: Aggregate, command: Command, now: datetime) -> list[RunEvent] 
         case TriggerRun():
             return _trigger(state, command)
         case FireDueTimers():
-            return _fire_timers(state, now)
+            return _fire_timers(state, command, now)
     run = state.runs.get(command.run_id)
     if run is None:
         return Rejection("not_found", f"run {command.run_id} not found")
@@ -79,16 +86,22 @@ def decide(state: Aggregate, command: Command, now: datetime) -> list[RunEvent] 
     raise AssertionError(f"unhandled command {command!r}")
 
 
-def _fire_timers(state: Aggregate, now: datetime) -> list[RunEvent]:
+def _fire_timers(state: Aggregate, command: FireDueTimers, now: datetime) -> list[RunEvent]:
+    """Requeue the named runs whose retry is due and time out the named attempts past
+    their report deadline; a named run that is no longer due is left alone (the timer
+    may ask about a run twice)."""
     events: list[RunEvent] = []
-    due = sorted((at, rid) for rid, at in state.job.delayed.items() if at <= now)
-    for _, rid in due:
-        events.append((rid, RunRequeued(next_attempt=state.runs[rid].attempt + 1)))
-    overdue = sorted((at, rid) for rid, at in state.job.deadlines.items() if at <= now)
-    for at, rid in overdue:
-        lost = AttemptFailure(kind="timeout", message="no report from an executor by the "
-                              f"attempt's deadline {at.isoformat()}")
-        events += _attempt_failed(state, state.runs[rid], lost, now)
+    due = sorted((at, rid) for rid in set(command.run_ids)
+                 if (run := state.runs.get(rid)) is not None
+                 and (at := timer_due_at(run)) is not None and at <= now)
+    for at, rid in due:
+        run = state.runs[rid]
+        if run.status is RunStatus.DELAYED:
+            events.append((rid, RunRequeued(next_attempt=run.attempt + 1)))
+        else:
+            lost = AttemptFailure(kind="timeout", message="no report from an executor by "
+                                  f"the attempt's deadline {at.isoformat()}")
+            events += _attempt_failed(state, run, lost, now)
     return events
 
 
@@ -205,11 +218,13 @@ def handle(state: Aggregate, command: Command) -> Decision:
 
 
 def dispatchable(state: Aggregate) -> list[str]:
-    """Queued runs that may start now, oldest first, within the job's concurrency limit."""
+    """Queued runs that may start now, in dispatch order, within the concurrency limit."""
     spec = state.job.spec
-    if spec is None or not state.job.queued:
+    if spec is None or not state.job.queued_count:
         return []
+    queued = sorted((run for run in state.runs.values() if run.status is RunStatus.QUEUED),
+                    key=dispatch_order)
     limit = spec.max_concurrency
-    room = len(state.job.queued) if limit is None else max(0, limit - len(state.job.running))
-    return list(state.job.queued[:room])
+    room = len(queued) if limit is None else max(0, limit - state.job.running_count)
+    return [run.run_id for run in queued[:room]]
 

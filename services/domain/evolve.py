@@ -16,70 +16,58 @@ from events.types import (
 )
 from services.domain.state import Aggregate, JobState, RunState, RunStatus
 
+# Which of the job's counters a run in each status counts in.
+_COUNTER = {
+    RunStatus.QUEUED: "queued_count",
+    RunStatus.DELAYED: "delayed_count",
+    RunStatus.RUNNING: "running_count",
+    RunStatus.CANCELING: "running_count",
+}
 
-def _without(ids: tuple[str, ...], run_id: str) -> tuple[str, ...]:
-    return tuple(i for i in ids if i != run_id)
 
-
-def _finish(job: JobState, run_id: str) -> JobState:
-    return replace(
-        job,
-        queued=_without(job.queued, run_id),
-        running=_without(job.running, run_id),
-        delayed={k: v for k, v in job.delayed.items() if k != run_id},
-        deadlines={k: v for k, v in job.deadlines.items() if k != run_id},
-    )
+def _moved(job: JobState, before: RunStatus | None, after: RunStatus) -> JobState:
+    """The job's counters once a run went from ``before`` to ``after``."""
+    counts: dict[str, int] = {}
+    if before is not None and (old := _COUNTER.get(before)):
+        counts[old] = getattr(job, old) - 1
+    if new := _COUNTER.get(after):
+        counts[new] = counts.get(new, getattr(job, new)) + 1
+    return replace(job, **counts) if counts else job
 
 
 def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
     """Apply one event; ``run_id`` is the run the event is about (from its envelope)."""
     job = replace(state.job, seq=state.job.seq + 1)
-    runs = state.runs
-
-    def set_run(run: RunState) -> dict[str, RunState]:
-        return {**runs, run.run_id: run}
-
-    match event:
-        case JobCreated(spec=spec, version=version):
-            return replace(state, job=replace(job, spec=spec, version=version))
-        case RunTriggered():
-            assert run_id is not None
-            run = RunState(
-                run_id=run_id,
-                status=RunStatus.QUEUED,
-                max_attempts=event.max_attempts,
-                timeout_secs=event.timeout_secs,
-                payload=event.payload,
-                metadata=event.metadata,
-            )
-            job = replace(job, queued=(*job.queued, run_id))
-            return Aggregate(job=job, runs=set_run(run))
-
+    if isinstance(event, JobCreated):
+        return replace(state, job=replace(job, spec=event.spec, version=event.version))
     assert run_id is not None, f"{type(event).__name__} needs a run id"
-    run = runs[run_id]
+    if isinstance(event, RunTriggered):
+        run = RunState(run_id=run_id, job_id=job.job_id, status=RunStatus.QUEUED,
+                       priority=event.priority, position=job.seq,
+                       max_attempts=event.max_attempts, timeout_secs=event.timeout_secs,
+                       payload=event.payload, metadata=event.metadata)
+        return Aggregate(job=_moved(job, None, run.status), runs={**state.runs, run_id: run})
+
+    before = state.runs[run_id]
     match event:
         case RunDispatched(attempt=attempt, deadline_at=deadline):
-            run = replace(run, status=RunStatus.RUNNING, attempt=attempt, next_retry_at=None,
-                          deadline_at=deadline)
-            deadlines = job.deadlines if deadline is None else {**job.deadlines,
-                                                                 run_id: deadline}
-            job = replace(job, queued=_without(job.queued, run_id),
-                          running=(*job.running, run_id), deadlines=deadlines)
+            run = replace(before, status=RunStatus.RUNNING, attempt=attempt,
+                          next_retry_at=None, deadline_at=deadline)
         case RunCompleted():
-            run = replace(run, status=RunStatus.COMPLETED)
-            job = _finish(job, run_id)
+            run = replace(before, status=RunStatus.COMPLETED, deadline_at=None)
         case RunRetryScheduled(next_retry_at=at):
-            run = replace(run, status=RunStatus.DELAYED, next_retry_at=at)
-            job = replace(_finish(job, run_id), delayed={**job.delayed, run_id: at})
+            run = replace(before, status=RunStatus.DELAYED, next_retry_at=at, deadline_at=None)
         case RunRequeued():
-            run = replace(run, status=RunStatus.QUEUED, next_retry_at=None)
-            job = replace(_finish(job, run_id), queued=(*job.queued, run_id))
+            run = replace(before, status=RunStatus.QUEUED, next_retry_at=None,
+                          position=job.seq)
         case RunFailed(status=status):
-            run = replace(run, status=RunStatus(status))
-            job = _finish(job, run_id)
+            run = replace(before, status=RunStatus(status), deadline_at=None)
         case RunCancelRequested():
-            run = replace(run, status=RunStatus.CANCELING)
+            run = replace(before, status=RunStatus.CANCELING)
         case RunCanceled():
-            run = replace(run, status=RunStatus.CANCELED)
-            job = _finish(job, run_id)
-    return Aggregate(job=job, runs=set_run(run))
+            run = replace(before, status=RunStatus.CANCELED, next_retry_at=None,
+                          deadline_at=None)
+        case _:
+            raise AssertionError(f"unhandled event {event!r}")
+    job = _moved(job, before.status, run.status)
+    return Aggregate(job=job, runs={**state.runs, run_id: run})

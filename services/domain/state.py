@@ -39,6 +39,11 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
 
     run_id: str
     status: RunStatus
+    job_id: str = ""
+    # Dispatch order among queued runs: higher priority first, then the lower position
+    # (the job's seq when the run was queued, so first in, first out).
+    priority: int = 0
+    position: int = 0
     attempt: int = 0
     max_attempts: int = 3
     timeout_secs: int = 30
@@ -60,9 +65,12 @@ class Answer(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class JobState(msgspec.Struct, frozen=True, kw_only=True):
-    """A job's definition, its event sequence, and indexes of its unfinished runs.
+    """A job's definition, its event sequence, and how many of its runs wait, are delayed
+    or run.
 
-    Runs themselves live apart (one record each) so that a busy job's state stays small.
+    Counts, not lists: the job's record is rewritten on every command, so its size must not
+    grow with the backlog. The runs live apart (one record each); which queued run starts
+    next is ``dispatch_order`` over the queued runs, which the processor keeps indexed.
     """
 
     job_id: str
@@ -70,16 +78,33 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     spec: JobSpec | None = None
     version: int = 0
     seq: int = 0
-    queued: tuple[str, ...] = ()
-    delayed: dict[str, datetime] = msgspec.field(default_factory=dict)
-    running: tuple[str, ...] = ()
-    # Report deadlines of running attempts, so the timer finds overdue ones without
-    # reading every run.
-    deadlines: dict[str, datetime] = msgspec.field(default_factory=dict)
+    queued_count: int = 0
+    delayed_count: int = 0
+    # Running and canceling runs: what max_concurrency limits.
+    running_count: int = 0
+
+
+def dispatch_order(run: RunState) -> tuple[int, int]:
+    """Sort key of queued runs: higher priority first, first in first out among equals."""
+    return (-run.priority, run.position)
+
+
+def timer_due_at(run: RunState) -> datetime | None:
+    """When the timer must look at a run: a delayed run's retry, a running attempt's
+    report deadline; None for a run no timer waits for."""
+    if run.status is RunStatus.DELAYED:
+        return run.next_retry_at
+    if run.status in (RunStatus.RUNNING, RunStatus.CANCELING):
+        return run.deadline_at
+    return None
 
 
 class Aggregate(msgspec.Struct, frozen=True, kw_only=True):
-    """A job and the runs a decision needs: the unit ``decide`` and ``evolve`` work on."""
+    """A job and the runs a decision needs: the unit ``decide`` and ``evolve`` work on.
+
+    ``runs`` holds the runs the command names and the queued runs that may start next
+    (the first ones in ``dispatch_order``); decisions only look at those.
+    """
 
     job: JobState
     runs: dict[str, RunState] = msgspec.field(default_factory=dict)

@@ -5,9 +5,6 @@ adapts faust tables and topics to the handler's ports.
 """
 
 import logging
-import time
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -16,20 +13,14 @@ from faust.types import TableT
 
 from services.config import Settings
 from services.deadletter import dead_letter, encode_dead_letter
-from services.domain import encode_command
-from services.domain.commands import FireDueTimers
 from services.processor.gaps import GapGuard
 from services.processor.handler import CommandRecord, process_command
 from services.processor.ports import TableStore, TopicSink
-from services.processor.statecodec import decode_job
+from services.processor.timer import ask_for_due_timers
 
 log = logging.getLogger(__name__)
 
 TIMER_TICK_SECS = 0.5
-ASK_AGAIN_SECS = 2.0
-# A job whose due timers stay due after being asked about is asked again less and less
-# often: a timer command that keeps failing must not flood the log.
-ASK_AGAIN_MAX_SECS = 300.0
 
 
 TABLES = ("jobs", "runs", "answers")
@@ -42,25 +33,6 @@ def table_topics(settings: Settings) -> list[NewTopic]:
     return [NewTopic(f"{settings.topic_prefix}-processor-{name}-changelog",
                      settings.partitions, 1, topic_configs={"cleanup.policy": "compact"})
             for name in TABLES]
-
-
-class TimerAsks:
-    """When the timer last asked about each job, and how long it waits before asking
-    again while the same timers stay due."""
-
-    def __init__(self) -> None:
-        self._asked: dict[str, tuple[float, float, tuple[datetime, ...]]] = {}
-
-    def should_ask(self, job_id: str, due: tuple[datetime, ...], tick: float) -> bool:
-        last = self._asked.get(job_id)
-        if last is None or last[2] != due:
-            self._asked[job_id] = (tick, ASK_AGAIN_SECS, due)
-            return True
-        at, wait, _ = last
-        if tick - at < wait:
-            return False  # the last request is probably still on its way
-        self._asked[job_id] = (tick, min(wait * 2, ASK_AGAIN_MAX_SECS), due)
-        return True
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -109,6 +81,12 @@ def create_app(settings: Settings) -> faust.App:
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         guard.forget()
+        store.stale = True
+
+    @app.on_rebalance_complete.connect
+    async def on_recovered(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # The tables hold the recovered partitions now: index what they hold.
+        store.stale = True
 
     async def handle(record: CommandRecord) -> None:
         try:
@@ -134,32 +112,10 @@ def create_app(settings: Settings) -> faust.App:
             await handle(CommandRecord(event.value, message.topic, message.partition,
                                        message.offset))
 
-    asks = TimerAsks()
-    poisoned_jobs: set[bytes] = set()
-
     @app.timer(TIMER_TICK_SECS)
     async def fire_due_timers() -> None:
-        # The timer only asks: requeueing or timing out is a command like any other, so it is
-        # on the log and decided in order with everything else the job receives.
-        now = datetime.now(UTC)
-        tick = time.monotonic()
-        for key, raw in list(store.jobs.items()):
-            try:
-                job = decode_job(raw)
-                due = tuple(sorted(at for at in (*job.delayed.values(),
-                                                 *job.deadlines.values()) if at <= now))
-                if not due or not asks.should_ask(job.job_id, due, tick):
-                    continue
-                command = FireDueTimers(
-                    command_id=f"timers:{job.job_id}:{uuid.uuid4().hex}",
-                    project_id=job.project_id, job_id=job.job_id, issued_at=now,
-                    actor="timer")
-                await commands.send(key=job.job_id.encode(), value=encode_command(command))
-            except Exception as exc:  # one job's bad state must not stop the timer
-                if key not in poisoned_jobs:
-                    poisoned_jobs.add(key)
-                    letter = dead_letter("timer", exc, "skipped by the timer", key=key,
-                                         value=raw)
-                    await letters.send(value=encode_dead_letter(letter))
+        await ask_for_due_timers(
+            store, lambda key, value: commands.send(key=key, value=value),
+            lambda key, value: letters.send(key=key, value=value))
 
     return app

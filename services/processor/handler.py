@@ -31,11 +31,20 @@ from events.dispatch import DispatchOrder, encode_dispatch
 from events.envelope import Envelope
 from events.types import Event, RunDispatched
 from services.deadletter import DeadLetter, dead_letter, encode_dead_letter
-from services.domain import Aggregate, Command, JobState, RunState, decode_command, handle
+from services.domain import (
+    Aggregate,
+    Command,
+    JobState,
+    RunState,
+    RunStatus,
+    decode_command,
+    dispatch_order,
+    handle,
+)
 from services.domain.commands import FireDueTimers
 from services.domain.state import Answer
 from services.outcomes import CommandOutcome, encode_outcome
-from services.processor.statecodec import decode_answer, decode_job, decode_run, encode_state
+from services.processor.statecodec import decode_answer, decode_job, encode_state
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +53,18 @@ RETRY_FIRST_SECS = 0.1
 RETRY_MAX_SECS = 5.0
 
 
+# The most queued runs one command loads as candidates to start.
+MAX_CANDIDATES = 1000
+
+
 class StateStore(Protocol):
     def get_job(self, job_id: str) -> JobState | None: ...
     def get_run(self, run_id: str) -> RunState | None: ...
     def get_answer(self, command_id: str) -> Answer | None: ...
+    def waiting(self, job_id: str, limit: int) -> list[str]:
+        """The job's first ``limit`` queued runs in dispatch order."""
     def put_job(self, job_id: str, raw: bytes) -> None: ...
-    def put_run(self, run_id: str, raw: bytes) -> None: ...
+    def put_run(self, run: RunState, raw: bytes) -> None: ...
     def put_answer(self, command_id: str, raw: bytes) -> None: ...
 
 
@@ -77,14 +92,15 @@ class StateWrites(msgspec.Struct):
     after the log has the command's events."""
 
     jobs: list[tuple[str, bytes]] = msgspec.field(default_factory=list)
-    runs: list[tuple[str, bytes]] = msgspec.field(default_factory=list)
+    # The run as well as its encoding: the store indexes it (queue order, timers).
+    runs: list[tuple[RunState, bytes]] = msgspec.field(default_factory=list)
     answers: list[tuple[str, bytes]] = msgspec.field(default_factory=list)
 
     def apply_to(self, store: StateStore) -> None:
         for job_id, raw in self.jobs:
             store.put_job(job_id, raw)
-        for run_id, raw in self.runs:
-            store.put_run(run_id, raw)
+        for run, raw in self.runs:
+            store.put_run(run, raw)
         for command_id, raw in self.answers:
             store.put_answer(command_id, raw)
 
@@ -104,15 +120,22 @@ class LogRefused(Exception):
 
 
 def load(store: StateStore, command: Command) -> Aggregate:
-    """The job's state plus the runs this command's decision can touch."""
+    """The job's state plus the runs this command's decision can touch: the runs it names
+    and the queued runs that may start once it is decided."""
     job = store.get_job(command.job_id) or JobState(job_id=command.job_id,
                                                     project_id=command.project_id)
-    wanted = set(job.queued[: job.spec.max_concurrency or None] if job.spec else ())
+    named: list[str] = []
     if run_id := getattr(command, "run_id", None):
-        wanted.add(run_id)
+        named.append(run_id)
     if isinstance(command, FireDueTimers):
-        wanted.update(job.delayed)
-        wanted.update(job.deadlines)
+        named += command.run_ids
+    wanted = set(named)
+    if job.spec is not None and job.queued_count:
+        limit = job.spec.max_concurrency
+        # Room now, plus what this command may free (each named run may end); a run the
+        # command requeues is among the named ones.
+        room = job.queued_count if limit is None else max(0, limit - job.running_count)
+        wanted.update(store.waiting(job.job_id, min(room + len(named), MAX_CANDIDATES)))
     runs = {rid: run for rid in wanted if (run := store.get_run(rid)) is not None}
     return Aggregate(job=job, runs=runs)
 
@@ -123,7 +146,8 @@ class _Staged:
     def __init__(self, store: StateStore) -> None:
         self.store = store
         self.jobs: dict[str, bytes] = {}
-        self.runs: dict[str, bytes] = {}
+        self.runs: dict[str, RunState] = {}
+        self.runs_of_job: dict[str, set[str]] = {}
         self.answers: dict[str, bytes] = {}
 
     def get_job(self, job_id: str) -> JobState | None:
@@ -131,18 +155,28 @@ class _Staged:
         return self.store.get_job(job_id) if raw is None else decode_job(raw)
 
     def get_run(self, run_id: str) -> RunState | None:
-        raw = self.runs.get(run_id)
-        return self.store.get_run(run_id) if raw is None else decode_run(raw)
+        run = self.runs.get(run_id)
+        return self.store.get_run(run_id) if run is None else run
 
     def get_answer(self, command_id: str) -> Answer | None:
         raw = self.answers.get(command_id)
         return self.store.get_answer(command_id) if raw is None else decode_answer(raw)
 
+    def waiting(self, job_id: str, limit: int) -> list[str]:
+        # The store's order, corrected by what this batch changed: staged runs that left
+        # the queue drop out, staged runs that entered it join.
+        moved = self.runs_of_job.get(job_id, set())
+        queued = [run for rid in self.store.waiting(job_id, limit + len(moved))
+                  if rid not in moved and (run := self.store.get_run(rid)) is not None]
+        queued += [run for rid in moved if (run := self.runs[rid]).status is RunStatus.QUEUED]
+        return [run.run_id for run in sorted(queued, key=dispatch_order)[:limit]]
+
     def put_job(self, job_id: str, raw: bytes) -> None:
         self.jobs[job_id] = raw
 
-    def put_run(self, run_id: str, raw: bytes) -> None:
-        self.runs[run_id] = raw
+    def put_run(self, run: RunState, raw: bytes) -> None:
+        self.runs[run.run_id] = run
+        self.runs_of_job.setdefault(run.job_id, set()).add(run.run_id)
 
     def put_answer(self, command_id: str, raw: bytes) -> None:
         self.answers[command_id] = raw
@@ -178,7 +212,8 @@ def _decide(record: CommandRecord, staged: _Staged) -> Handled:
             job = decision.state.job
             writes.jobs.append((job.job_id, encode_state(job)))
             touched = sorted({rid for rid, _ in decision.events if rid is not None})
-            writes.runs += [(rid, encode_state(decision.state.runs[rid])) for rid in touched]
+            writes.runs += [(run, encode_state(run))
+                            for run in (decision.state.runs[rid] for rid in touched)]
         writes.answers.append((command.command_id, encode_state(decision.answer)))
         handled = Handled(writes, events, orders, outcome=_outcome(command, decision.answer))
     except Exception as exc:  # poison: this command alone is refused

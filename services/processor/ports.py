@@ -1,20 +1,40 @@
 """The handler's ports over faust: the tables it reads and writes, the topics it appends to."""
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import faust
 from faust.types import TableT
 
 from services.domain import JobState, RunState
 from services.domain.state import Answer
+from services.processor.indexes import RunIndexes
 from services.processor.statecodec import decode_answer, decode_job, decode_run
 
 
 class TableStore:
-    """The handler's StateStore over three faust tables (values are msgpack bytes)."""
+    """The handler's StateStore over three faust tables (values are msgpack bytes), with
+    the in-memory indexes derived from the runs table."""
 
     def __init__(self, jobs: TableT, runs: TableT, answers: TableT) -> None:
         self.jobs, self.runs, self.answers = jobs, runs, answers
+        self.indexes = RunIndexes()
+        # Set when the table's partitions change (a rebalance, a recovery): the indexes
+        # are rebuilt from the runs table before they are next read.
+        self.stale = True
+
+    def _fresh(self) -> RunIndexes:
+        if self.stale:
+            self.stale = False
+            self.indexes.rebuild(decode_run(raw) for raw in list(self.runs.values()))
+        return self.indexes
+
+    def waiting(self, job_id: str, limit: int) -> list[str]:
+        return self._fresh().queue.first(job_id, limit)
+
+    def due(self, now: datetime, limit: int = 500) -> dict[str, list[str]]:
+        """Runs a timer waits for that are due, by job (see TimerIndex.take_due)."""
+        return self._fresh().timers.take_due(now, limit)
 
     def get_job(self, job_id: str) -> JobState | None:
         raw = self.jobs.get(job_id.encode())
@@ -31,8 +51,10 @@ class TableStore:
     def put_job(self, job_id: str, raw: bytes) -> None:
         self.jobs[job_id.encode()] = raw
 
-    def put_run(self, run_id: str, raw: bytes) -> None:
-        self.runs[run_id.encode()] = raw
+    def put_run(self, run: RunState, raw: bytes) -> None:
+        self.runs[run.run_id.encode()] = raw
+        if not self.stale:
+            self.indexes.update(run)
 
     def put_answer(self, command_id: str, raw: bytes) -> None:
         self.answers[command_id.encode()] = raw

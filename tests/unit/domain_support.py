@@ -1,5 +1,6 @@
 """Builders for domain tests: given events, when a command, then events."""
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
@@ -50,9 +51,10 @@ def create(now: datetime = T0, **fields: Any) -> CreateJob:
                      spec=spec(**fields))
 
 
-def trigger(run_id: str = "r1", now: datetime = T0, project_id: str = "p") -> TriggerRun:
+def trigger(run_id: str = "r1", now: datetime = T0, project_id: str = "p",
+            priority: int = 0) -> TriggerRun:
     return TriggerRun(command_id=cid(), project_id=project_id, job_id="j", issued_at=now,
-                      run_id=run_id, payload={"run": run_id})
+                      run_id=run_id, payload={"run": run_id}, priority=priority)
 
 
 def succeed(run_id: str = "r1", attempt: int = 1, now: datetime = T0,
@@ -73,5 +75,6 @@ def cancel(run_id: str = "r1", now: datetime = T0) -> CancelRun:
                      run_id=run_id)
 
 
-def fire(now: datetime) -> FireDueTimers:
-    return FireDueTimers(command_id=cid(), project_id="p", job_id="j", issued_at=now)
+def fire(now: datetime, run_ids: Iterable[str] = ("r1",)) -> FireDueTimers:
+    return FireDueTimers(command_id=cid(), project_id="p", job_id="j", issued_at=now,
+                         run_ids=list(run_ids))

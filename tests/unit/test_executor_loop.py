@@ -16,10 +16,10 @@ from events.dispatch import DispatchOrder, encode_dispatch
 from events.topics import Topics
 from services.addresses import parse_networks
 from services.deadletter import decode_dead_letter
+from services.delivery import Delivery, RecordRefused
 from services.domain import ReportAttemptFailed, ReportAttemptSucceeded, decode_command
 from services.executor import loop as loop_module
 from services.executor.call import close_session, open_session
-from services.delivery import Delivery, RecordRefused
 from services.executor.loop import Executor, RecentOrders
 from services.executor.offsets import (
     PartitionProgress,

@@ -8,7 +8,15 @@ from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
 from events import JobSpec, decode_dispatch, decode_event
 from services.deadletter import decode_dead_letter
-from services.domain import CreateJob, JobState, RunState, TriggerRun, encode_command
+from services.domain import (
+    CreateJob,
+    JobState,
+    RunState,
+    RunStatus,
+    TriggerRun,
+    dispatch_order,
+    encode_command,
+)
 from services.domain.state import Answer
 from services.outcomes import decode_outcome
 from services.processor.handler import CommandRecord, process_command, process_commands
@@ -40,8 +48,13 @@ class MemoryStore:
     def put_job(self, job_id: str, raw: bytes) -> None:
         self.jobs[job_id] = raw
 
-    def put_run(self, run_id: str, raw: bytes) -> None:
-        self.runs[run_id] = raw
+    def waiting(self, job_id: str, limit: int) -> list[str]:
+        runs = [decode_run(raw) for raw in self.runs.values()]
+        queued = [r for r in runs if r.job_id == job_id and r.status is RunStatus.QUEUED]
+        return [r.run_id for r in sorted(queued, key=dispatch_order)[:limit]]
+
+    def put_run(self, run: RunState, raw: bytes) -> None:
+        self.runs[run.run_id] = raw
 
     def put_answer(self, command_id: str, raw: bytes) -> None:
         self.answers[command_id] = raw

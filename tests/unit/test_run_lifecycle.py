@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import msgspec
 import pytest
 
 from events.types import (
@@ -15,7 +16,7 @@ from events.types import (
     RunRetryScheduled,
     RunTriggered,
 )
-from services.domain import Rejection, RunStatus, decide, handle
+from services.domain import Rejection, RunStatus, decide, handle, timer_due_at
 from services.domain.decide import REPORT_GRACE_SECS
 from services.domain.retry import retry_delay_secs
 from tests.unit.domain_support import (
@@ -79,7 +80,8 @@ def test_max_concurrency_holds_runs_in_the_queue_until_one_finishes() -> None:
     state = handle(given(job(max_concurrency=1)), trigger("r1")).state
     second = handle(state, trigger("r2"))
     assert types(second.events) == ["RunTriggered"]
-    assert second.state.job.queued == ("r2",)
+    assert second.state.job.queued_count == 1
+    assert second.state.runs["r2"].status is RunStatus.QUEUED
     done = handle(second.state, succeed("r1"))
     assert types(done.events) == ["RunCompleted", "RunDispatched"]
     assert done.events[1][0] == "r2"
@@ -179,12 +181,12 @@ def test_evolve_counts_one_seq_per_event() -> None:
 def test_an_attempt_nobody_reports_on_times_out_at_its_deadline() -> None:
     state = handle(given(job(max_attempts=2, timeout_secs=5)), trigger()).state
     deadline = T0 + timedelta(seconds=5 + REPORT_GRACE_SECS)
-    assert state.job.deadlines == {"r1": deadline}
+    assert timer_due_at(state.runs["r1"]) == deadline
     assert handle(state, fire(deadline - timedelta(seconds=1))).events == []
     lost = handle(state, fire(deadline))
     assert types(lost.events) == ["RunRetryScheduled"]
     assert lost.events[0][1].failure.kind == "timeout"
-    assert lost.state.job.deadlines == {}
+    assert timer_due_at(lost.state.runs["r1"]) == lost.state.runs["r1"].next_retry_at
     # the executor's report arriving after that is late, and rejected
     assert isinstance(decide(lost.state, succeed(), deadline), Rejection)
 
@@ -193,3 +195,32 @@ def test_a_canceling_run_nobody_reports_on_is_canceled_at_its_deadline() -> None
     state = handle(handle(given(job(timeout_secs=5)), trigger()).state, cancel()).state
     done = handle(state, fire(T0 + timedelta(seconds=5 + REPORT_GRACE_SECS)))
     assert types(done.events) == ["RunCanceled"]
+
+
+def test_queued_runs_start_by_priority_then_first_in_first_out() -> None:
+    state = handle(given(job(max_concurrency=1)), trigger("r1")).state
+    for run_id, priority in (("low", 0), ("high", 5), ("high2", 5), ("low2", 0)):
+        state = handle(state, trigger(run_id, priority=priority)).state
+    started = []
+    current = "r1"
+    for _ in range(4):
+        decision = handle(state, succeed(current))
+        dispatched = [rid for rid, event in decision.events if isinstance(event, RunDispatched)]
+        assert len(dispatched) == 1
+        current, state = dispatched[0], decision.state
+        started.append(current)
+    assert started == ["high", "high2", "low", "low2"]
+
+
+def test_what_a_trigger_writes_does_not_grow_with_the_backlog() -> None:
+    state = handle(given(job(max_concurrency=1)), trigger("r0")).state
+    sizes = []
+    for n in range(1, 301):
+        decision = handle(state, trigger(f"r{n}"))
+        state = decision.state
+        if n in (1, 300):
+            sizes.append(len(msgspec.msgpack.encode(decision.state.job)))
+    # The job record holds counts, not lists: 300 queued runs cost no more than 1 (a
+    # list of ids would add about 10 KB; only the integers' widths differ).
+    assert abs(sizes[0] - sizes[1]) <= 8
+    assert state.job.queued_count == 300

@@ -92,11 +92,11 @@ class RunMachine(RuleBasedStateMachine):
         real = run.attempt if run else 1
         return data.draw(st.sampled_from([real, real, real, real + 1, max(0, real - 1)]))
 
-    @rule()
-    def trigger_run(self) -> None:
+    @rule(priority=st.integers(-2, 2))
+    def trigger_run(self, priority: int) -> None:
         run_id = f"r{len(self.run_ids) + 1}"
         self.run_ids.append(run_id)
-        self.apply(trigger(run_id, self.now))
+        self.apply(trigger(run_id, self.now, priority=priority))
 
     @rule(data=st.data(), result=st.none() | st.dictionaries(st.text(max_size=3), st.integers()))
     def report_success(self, data: st.DataObject, result: Any) -> None:
@@ -116,7 +116,7 @@ class RunMachine(RuleBasedStateMachine):
     @rule(seconds=st.integers(0, 120))
     def time_passes_and_timer_fires(self, seconds: int) -> None:
         self.now += timedelta(seconds=seconds)
-        self.apply(fire(self.now))
+        self.apply(fire(self.now, self.run_ids))
 
     @rule()
     def repeat_last_command_decided_again(self) -> None:
@@ -132,17 +132,25 @@ class RunMachine(RuleBasedStateMachine):
     @invariant()
     def concurrency_limit_holds(self) -> None:
         if self.limit is not None:
-            assert len(self.state.job.running) <= self.limit
+            assert self.state.job.running_count <= self.limit
 
     @invariant()
     def indexes_agree_with_runs(self) -> None:
         job, runs = self.state.job, self.state.runs
-        assert set(job.queued) == {r for r, s in runs.items() if s.status is S.QUEUED}
-        assert set(job.delayed) == {r for r, s in runs.items() if s.status is S.DELAYED}
-        assert set(job.running) == {r for r, s in runs.items()
-                                    if s.status in (S.RUNNING, S.CANCELING)}
-        assert len(job.queued) == len(set(job.queued))
-        assert len(job.running) == len(set(job.running))
+        statuses = [run.status for run in runs.values()]
+        assert job.queued_count == statuses.count(S.QUEUED)
+        assert job.delayed_count == statuses.count(S.DELAYED)
+        assert job.running_count == statuses.count(S.RUNNING) + statuses.count(S.CANCELING)
+
+    @invariant()
+    def no_queued_run_waits_behind_free_room_or_a_lower_priority(self) -> None:
+        spec, job = self.state.job.spec, self.state.job
+        queued = [r for r in self.state.runs.values() if r.status is S.QUEUED]
+        if spec is None or not queued:
+            return
+        # Work-conserving: a queued run only waits while the limit is reached.
+        assert spec.max_concurrency is not None
+        assert job.running_count >= spec.max_concurrency
 
     @invariant()
     def attempts_within_limit(self) -> None:
