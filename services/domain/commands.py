@@ -19,6 +19,11 @@ class _Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     job_id: str
     issued_at: datetime
     actor: str | None = None
+    # Whether a caller waits for the answer (the API does). The executor's reports and the
+    # timer's requests do not: they get no outcome record and no stored answer, and a
+    # repeat of one is told apart by the run's state instead (a report for an attempt
+    # that ended is rejected; a run that is no longer due is left alone).
+    awaits_outcome: bool = True
 
 
 class CreateJob(_Command, frozen=True, kw_only=True, tag="job.create"):

@@ -75,8 +75,8 @@ def report_id(order: DispatchOrder) -> str:
 def failure_report(order: DispatchOrder, failure: AttemptFailure) -> ReportAttemptFailed:
     return ReportAttemptFailed(
         command_id=report_id(order), project_id=order.project_id, job_id=order.job_id,
-        issued_at=datetime.now(UTC), actor="executor", run_id=order.run_id,
-        attempt=order.attempt, failure=failure)
+        issued_at=datetime.now(UTC), actor="executor", awaits_outcome=False,
+        run_id=order.run_id, attempt=order.attempt, failure=failure)
 
 
 async def call_endpoint(session: aiohttp.ClientSession, order: DispatchOrder,
@@ -93,8 +93,8 @@ async def call_endpoint(session: aiohttp.ClientSession, order: DispatchOrder,
     duration_ms = (time.perf_counter() - started) * 1000
     return ReportAttemptSucceeded(
         command_id=report_id(order), project_id=order.project_id, job_id=order.job_id,
-        issued_at=datetime.now(UTC), actor="executor", run_id=order.run_id,
-        attempt=order.attempt, result=result, status_code=status,
+        issued_at=datetime.now(UTC), actor="executor", awaits_outcome=False,
+        run_id=order.run_id, attempt=order.attempt, result=result, status_code=status,
         duration_ms=round(duration_ms, 3))
 
 

@@ -200,7 +200,7 @@ def _decide(record: CommandRecord, staged: _Staged) -> Handled:
         return Handled(StateWrites(), letters=[letter])
     seq = 0
     try:
-        answer = staged.get_answer(command.command_id)
+        answer = staged.get_answer(command.command_id) if command.awaits_outcome else None
         if answer is not None:  # a repeat: the first answer again, and no effect
             return Handled(StateWrites(), outcome=_outcome(command, answer))
         before = load(staged, command)
@@ -214,8 +214,11 @@ def _decide(record: CommandRecord, staged: _Staged) -> Handled:
             touched = sorted({rid for rid, _ in decision.events if rid is not None})
             writes.runs += [(run, encode_state(run))
                             for run in (decision.state.runs[rid] for rid in touched)]
-        writes.answers.append((command.command_id, encode_state(decision.answer)))
-        handled = Handled(writes, events, orders, outcome=_outcome(command, decision.answer))
+        outcome = None
+        if command.awaits_outcome:
+            writes.answers.append((command.command_id, encode_state(decision.answer)))
+            outcome = _outcome(command, decision.answer)
+        handled = Handled(writes, events, orders, outcome=outcome)
     except Exception as exc:  # poison: this command alone is refused
         letter = dead_letter("processor", exc, "rejected as unprocessable",
                              key=command.job_id, value=record.value, topic=record.topic,
@@ -229,6 +232,8 @@ def _refused(command: Command, seq: int, exc: BaseException, letter: DeadLetter)
     reason = f"the processor could not handle this command: {type(exc).__name__}: {exc}"
     answer = Answer(seq=seq, run_id=getattr(command, "run_id", None), rejected=True,
                     code="unprocessable", reason=reason[:500])
+    if not command.awaits_outcome:
+        return Handled(StateWrites(), letters=[letter])
     writes = StateWrites(answers=[(command.command_id, encode_state(answer))])
     return Handled(writes, letters=[letter], outcome=_outcome(command, answer))
 

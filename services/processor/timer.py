@@ -37,6 +37,7 @@ async def ask_for_due_timers(store: TableStore, send_command: Send, send_letter:
                 command = FireDueTimers(
                     command_id=f"timers:{job_id}:{uuid.uuid4().hex}",
                     project_id=job.project_id, job_id=job_id, issued_at=now, actor="timer",
+                    awaits_outcome=False,
                     run_ids=run_ids[start:start + RUNS_PER_COMMAND])
                 await send_command(job_id.encode(), encode_command(command))
                 sent += 1

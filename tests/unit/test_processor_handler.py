@@ -11,6 +11,7 @@ from services.deadletter import decode_dead_letter
 from services.domain import (
     CreateJob,
     JobState,
+    ReportAttemptSucceeded,
     RunState,
     RunStatus,
     TriggerRun,
@@ -226,3 +227,21 @@ async def test_a_batch_decides_each_command_on_the_state_the_earlier_ones_left()
         change.apply_to(store)
     job = store.get_job("j")
     assert job is not None and job.seq == 5 and set(store.runs) == {"r1", "r2"}
+
+
+async def test_reports_and_timer_requests_get_no_outcome_and_no_stored_answer() -> None:
+    store, sink = MemoryStore(), MemorySink()
+    await process_command(create(), store, sink)
+    await process_command(trigger(), store, sink)
+    report = ReportAttemptSucceeded(command_id="rep", project_id="p", job_id="j",
+                                    issued_at=NOW, run_id="r1", attempt=1,
+                                    awaits_outcome=False)
+    outcomes = len(sink.outcomes)
+    await process_command(encode_command(report), store, sink)
+    assert len(sink.outcomes) == outcomes and store.get_answer("rep") is None
+    assert [d.envelope.type for raw in sink.events if (d := decode_event(raw))][-1] == (
+        "run.completed")
+    # A repeat is told apart by the run's state: the attempt is over, nothing happens.
+    events = len(sink.events)
+    await process_command(encode_command(report), store, sink)
+    assert len(sink.events) == events and sink.letters == []
