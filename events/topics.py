@@ -35,3 +35,9 @@ class Topics:
     def deadletter(self) -> str:
         """Records a loop could not handle, with the error (see services.deadletter)."""
         return f"{self.prefix}.deadletter"
+
+    @property
+    def projected(self) -> str:
+        """The projector's notices: the positions each committed batch made visible
+        (projections.notices), so readers need not poll the read models."""
+        return f"{self.prefix}.projected"

@@ -3,14 +3,25 @@
 ``apply_batch`` runs inside the caller's transaction and writes the consumed offsets in
 that same transaction: a crash either keeps a whole batch (rows and offsets) or none of
 it, so the projector never loses or doubles an event.
+
+A batch is written set-wise, not event by event: the positions of all its jobs are read
+in one query, its events are folded in memory per run (a run triggered, dispatched and
+completed within one batch becomes one insert of its final row; a run that already
+exists gets one update with every column the batch changed), and each kind of write is
+one executemany, grouped by statement shape. The whole batch is one call into the
+database layer (``AsyncConnection.run_sync``): SQLAlchemy Core only, so the same code runs
+on SQLite and PostgreSQL. The tables end exactly as applying the events one by one would
+leave them; a batch that one by one would fail (a run id used twice, a slug taken) fails
+here too, and the projector's poison isolation then applies it one record at a time.
 """
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.codec import DecodedEvent, decode_event
@@ -31,122 +42,190 @@ from projections.tables import job_positions, jobs, projector_offsets, run_event
 log = logging.getLogger(__name__)
 
 Record = tuple[int, int, bytes]  # partition, offset, value
-Apply = Callable[[AsyncConnection, Envelope, Any], Awaitable[None]]
+Changes = Callable[[Envelope, Any], dict[str, Any]]
+
+# Bind parameters of an IN list per query: far below SQLite's and PostgreSQL's limits.
+IN_CHUNK = 500
+
+
+@dataclass(slots=True)
+class Applied:
+    """What a batch did: how many events were new, and the last applied seq of each job
+    whose position moved (what the projector announces on the ``projected`` topic)."""
+
+    events: int = 0
+    positions: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: "Applied") -> None:
+        self.events += other.events
+        for job_id, seq in other.positions.items():
+            if seq > self.positions.get(job_id, 0):
+                self.positions[job_id] = seq
+
+
+class RunTriggeredTwice(Exception):
+    """Two run.triggered events for one run id in a batch: applied one by one, the second
+    insert would fail on the primary key, so the batch fails as it would have."""
 
 
 def _plain(value: Any) -> Any:
     return msgspec.to_builtins(value)
 
 
-async def _job_created(conn: AsyncConnection, env: Envelope, event: JobCreated) -> None:
-    spec = event.spec
-    await conn.execute(insert(jobs).values(
-        id=env.job_id, project_id=env.project_id, slug=spec.slug, name=spec.name,
-        spec=_plain(spec), version=event.version, enabled=spec.enabled,
-        created_at=env.occurred_at, updated_at=env.occurred_at, last_seq=env.seq))
-
-
-async def _run_triggered(conn: AsyncConnection, env: Envelope, event: RunTriggered) -> None:
-    await conn.execute(insert(runs).values(
-        id=env.run_id, job_id=env.job_id, project_id=env.project_id, status="queued",
-        attempt=0, max_attempts=event.max_attempts, payload=event.payload, result=None,
-        metadata=event.metadata, error=None, triggered_by=event.triggered_by,
-        priority=event.priority, idempotency_key=event.idempotency_key,
-        correlation_id=event.correlation_id, job_version=event.job_version,
-        created_at=env.occurred_at, updated_at=env.occurred_at, last_seq=env.seq))
-
-
-def _run_update(values: Callable[[Envelope, Any], dict[str, Any]]) -> Apply:
-    async def apply(conn: AsyncConnection, env: Envelope, event: Any) -> None:
-        await conn.execute(update(runs).where(runs.c.id == env.run_id).values(
-            **values(env, event), updated_at=env.occurred_at, last_seq=env.seq))
-    return apply
-
-
-def _finished(status: str) -> Callable[[Envelope, Any], dict[str, Any]]:
+def _finished(status: str) -> Changes:
     return lambda env, e: {"status": status, "finished_at": env.occurred_at}
 
 
-APPLIERS: dict[type, Apply] = {
-    JobCreated: _job_created,
-    RunTriggered: _run_triggered,
-    RunDispatched: _run_update(lambda env, e: {
+# What each run event changes in its run's row (besides updated_at and last_seq).
+RUN_CHANGES: dict[type, Changes] = {
+    RunDispatched: lambda env, e: {
         "status": "running", "attempt": e.attempt, "started_at": env.occurred_at,
-        "next_retry_at": None}),
-    RunCompleted: _run_update(lambda env, e: {
-        **_finished("completed")(env, e), "result": e.result}),
-    RunRetryScheduled: _run_update(lambda env, e: {
-        "status": "delayed", "error": _plain(e.failure), "next_retry_at": e.next_retry_at}),
-    RunRequeued: _run_update(lambda env, e: {"status": "queued", "next_retry_at": None}),
-    RunFailed: _run_update(lambda env, e: {
-        **_finished(e.status)(env, e), "error": _plain(e.failure)}),
-    RunCancelRequested: _run_update(lambda env, e: {"status": "canceling"}),
-    RunCanceled: _run_update(lambda env, e: {**_finished("canceled")(env, e),
-                                             "next_retry_at": None}),
+        "next_retry_at": None},
+    RunCompleted: lambda env, e: {**_finished("completed")(env, e), "result": e.result},
+    RunRetryScheduled: lambda env, e: {
+        "status": "delayed", "error": _plain(e.failure), "next_retry_at": e.next_retry_at},
+    RunRequeued: lambda env, e: {"status": "queued", "next_retry_at": None},
+    RunFailed: lambda env, e: {**_finished(e.status)(env, e), "error": _plain(e.failure)},
+    RunCancelRequested: lambda env, e: {"status": "canceling"},
+    RunCanceled: lambda env, e: {**_finished("canceled")(env, e), "next_retry_at": None},
 }
 
 
-async def _position(conn: AsyncConnection, job_id: str) -> int | None:
-    row = (await conn.execute(select(job_positions.c.last_seq)
-                              .where(job_positions.c.job_id == job_id))).first()
-    return None if row is None else int(row[0])
+def _job_row(env: Envelope, event: JobCreated) -> dict[str, Any]:
+    spec = event.spec
+    return {"id": env.job_id, "project_id": env.project_id, "slug": spec.slug,
+            "name": spec.name, "spec": _plain(spec), "version": event.version,
+            "enabled": spec.enabled, "created_at": env.occurred_at,
+            "updated_at": env.occurred_at, "last_seq": env.seq}
 
 
-async def apply_batch(conn: AsyncConnection, topic: str, records: list[Record]) -> int:
-    """Apply records in order; returns how many events were new."""
-    positions: dict[str, int] = {}
-    known: set[str] = set()  # jobs that already have a job_positions row
+def _run_row(env: Envelope, event: RunTriggered) -> dict[str, Any]:
+    return {"id": env.run_id, "job_id": env.job_id, "project_id": env.project_id,
+            "status": "queued", "attempt": 0, "max_attempts": event.max_attempts,
+            "payload": event.payload, "result": None, "metadata": event.metadata,
+            "error": None, "triggered_by": event.triggered_by, "priority": event.priority,
+            "idempotency_key": event.idempotency_key,
+            "correlation_id": event.correlation_id, "job_version": event.job_version,
+            "created_at": env.occurred_at, "started_at": None, "finished_at": None,
+            "next_retry_at": None, "updated_at": env.occurred_at, "last_seq": env.seq}
+
+
+def _event_row(env: Envelope, event: Any) -> dict[str, Any]:
+    return {"job_id": env.job_id, "seq": env.seq, "run_id": env.run_id,
+            "project_id": env.project_id, "type": env.type, "version": env.version,
+            "event_id": env.event_id, "command_id": env.command_id,
+            "occurred_at": env.occurred_at, "data": _plain(event)}
+
+
+class _Fold:
+    """A batch's writes, folded in memory: each touched run is written once."""
+
+    def __init__(self) -> None:
+        self.jobs: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.new_runs: dict[str | None, dict[str, Any]] = {}  # full rows to insert
+        self.changed_runs: dict[str, dict[str, Any]] = {}  # columns to update
+
+    def add(self, decoded: DecodedEvent) -> None:
+        env, event = decoded.envelope, decoded.event
+        self.events.append(_event_row(env, event))
+        if isinstance(event, JobCreated):
+            self.jobs.append(_job_row(env, event))
+        elif isinstance(event, RunTriggered):
+            if env.run_id in self.new_runs:
+                raise RunTriggeredTwice(f"run {env.run_id} triggered twice in one batch")
+            # Changes seen before the trigger updated an older row (whose insert now
+            # fails) or nothing at all: either way they leave no trace.
+            if env.run_id is not None:
+                self.changed_runs.pop(env.run_id, None)
+            self.new_runs[env.run_id] = _run_row(env, event)
+        else:
+            changes = RUN_CHANGES[type(event)](env, event)
+            changes["updated_at"], changes["last_seq"] = env.occurred_at, env.seq
+            if env.run_id in self.new_runs:
+                self.new_runs[env.run_id].update(changes)
+            elif env.run_id is not None:  # an update of run id NULL matches no row
+                self.changed_runs.setdefault(env.run_id, {}).update(changes)
+
+    def write(self, conn: Connection) -> None:
+        if self.jobs:
+            conn.execute(insert(jobs), self.jobs)
+        if self.new_runs:
+            conn.execute(insert(runs), list(self.new_runs.values()))
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for run_id, changes in self.changed_runs.items():
+            shape = tuple(sorted(changes))
+            shapes.setdefault(shape, []).append({**changes, "b_run_id": run_id})
+        for shape, rows in shapes.items():
+            stmt = (update(runs).where(runs.c.id == bindparam("b_run_id"))
+                    .values({column: bindparam(column) for column in shape}))
+            conn.execute(stmt, rows)
+        if self.events:
+            conn.execute(insert(run_events), self.events)
+
+
+def _stored_positions(conn: Connection, job_ids: Iterable[str]) -> dict[str, int]:
+    wanted = sorted(job_ids)
+    found: dict[str, int] = {}
+    for i in range(0, len(wanted), IN_CHUNK):
+        rows = conn.execute(select(job_positions.c.job_id, job_positions.c.last_seq)
+                            .where(job_positions.c.job_id.in_(wanted[i:i + IN_CHUNK])))
+        found.update((str(job_id), int(seq)) for job_id, seq in rows)
+    return found
+
+
+def _write_positions(conn: Connection, moved: dict[str, int], known: Iterable[str]) -> None:
+    known = set(known)
+    old = [{"b_job_id": j, "last_seq": s} for j, s in moved.items() if j in known]
+    new = [{"job_id": j, "last_seq": s} for j, s in moved.items() if j not in known]
+    if old:
+        conn.execute(update(job_positions)
+                     .where(job_positions.c.job_id == bindparam("b_job_id"))
+                     .values(last_seq=bindparam("last_seq")), old)
+    if new:
+        conn.execute(insert(job_positions), new)
+
+
+def _store_offset(conn: Connection, topic: str, partition: int, offset: int) -> None:
+    where = (projector_offsets.c.topic == topic) & (projector_offsets.c.partition == partition)
+    result = conn.execute(update(projector_offsets).where(where).values(next_offset=offset))
+    if result.rowcount == 0:
+        conn.execute(insert(projector_offsets).values(
+            topic=topic, partition=partition, next_offset=offset))
+
+
+def apply_batch_sync(conn: Connection, topic: str, records: list[Record]) -> Applied:
+    """Apply records in order within ``conn``'s transaction (see the module's doc)."""
     ends: dict[int, int] = {}
-    applied = 0
+    decoded: list[DecodedEvent] = []
     for partition, offset, value in records:
         ends[partition] = offset + 1
-        decoded = decode_event(value)
-        if decoded is None:
-            continue
-        job_id = decoded.envelope.job_id
-        if job_id not in positions:
-            stored = await _position(conn, job_id)
-            positions[job_id] = stored or 0
-            if stored is not None:
-                known.add(job_id)
-        if decoded.envelope.seq <= positions[job_id]:
+        event = decode_event(value)
+        if event is not None:
+            decoded.append(event)
+    stored = _stored_positions(conn, {d.envelope.job_id for d in decoded})
+    positions = dict(stored)
+    fold, applied = _Fold(), Applied()
+    for event in decoded:
+        env = event.envelope
+        last = positions.get(env.job_id, 0)
+        if env.seq <= last:
             continue  # a repeat written by a processor that crashed mid-command
-        if decoded.envelope.seq != positions[job_id] + 1:
-            log.warning("job %s: seq %d follows %d", job_id, decoded.envelope.seq,
-                        positions[job_id])
-        await _apply(conn, decoded)
-        positions[job_id] = decoded.envelope.seq
-        applied += 1
-    for job_id, seq in positions.items():
-        if job_id in known:
-            await conn.execute(update(job_positions).where(job_positions.c.job_id == job_id)
-                               .values(last_seq=seq))
-        elif seq:
-            await conn.execute(insert(job_positions).values(job_id=job_id, last_seq=seq))
+        if env.seq != last + 1:
+            log.warning("job %s: seq %d follows %d", env.job_id, env.seq, last)
+        fold.add(event)
+        positions[env.job_id] = applied.positions[env.job_id] = env.seq
+        applied.events += 1
+    fold.write(conn)
+    _write_positions(conn, applied.positions, stored)
     for partition, next_offset in ends.items():
-        await _store_offset(conn, topic, partition, next_offset)
+        _store_offset(conn, topic, partition, next_offset)
     return applied
 
 
-async def skip_record(conn: AsyncConnection, topic: str, record: Record) -> None:
-    """Pass over a record that cannot be applied (it is on the dead-letter topic): its
-    offset is consumed and, if its envelope can be read, its job's position moves past
-    it, so the job's later events still apply."""
-    partition, offset, value = record
-    try:
-        envelope = msgspec.json.decode(value, type=_EnvelopeOnly)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        envelope = None
-    if envelope is not None:
-        stored = await _position(conn, envelope.job_id)
-        if stored is None:
-            await conn.execute(insert(job_positions).values(job_id=envelope.job_id,
-                                                            last_seq=envelope.seq))
-        elif envelope.seq > stored:
-            await conn.execute(update(job_positions)
-                               .where(job_positions.c.job_id == envelope.job_id)
-                               .values(last_seq=envelope.seq))
-    await _store_offset(conn, topic, partition, offset + 1)
+async def apply_batch(conn: AsyncConnection, topic: str, records: list[Record]) -> Applied:
+    """Apply records in order, in one call into the database layer."""
+    return await conn.run_sync(apply_batch_sync, topic, records)
 
 
 class _EnvelopeOnly(msgspec.Struct):
@@ -154,22 +233,27 @@ class _EnvelopeOnly(msgspec.Struct):
     seq: int
 
 
-async def _apply(conn: AsyncConnection, decoded: DecodedEvent) -> None:
-    env, event = decoded.envelope, decoded.event
-    await conn.execute(insert(run_events).values(
-        job_id=env.job_id, seq=env.seq, run_id=env.run_id, project_id=env.project_id,
-        type=env.type, version=env.version, event_id=env.event_id,
-        command_id=env.command_id, occurred_at=env.occurred_at, data=_plain(event)))
-    await APPLIERS[type(event)](conn, env, event)
+def skip_record_sync(conn: Connection, topic: str, record: Record) -> Applied:
+    partition, offset, value = record
+    try:
+        envelope = msgspec.json.decode(value, type=_EnvelopeOnly)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        envelope = None
+    skipped = Applied()
+    if envelope is not None:
+        stored = _stored_positions(conn, [envelope.job_id])
+        if envelope.seq > stored.get(envelope.job_id, 0):
+            skipped.positions[envelope.job_id] = envelope.seq
+            _write_positions(conn, skipped.positions, stored)
+    _store_offset(conn, topic, partition, offset + 1)
+    return skipped
 
 
-async def _store_offset(conn: AsyncConnection, topic: str, partition: int, offset: int) -> None:
-    where = (projector_offsets.c.topic == topic) & (projector_offsets.c.partition == partition)
-    result = await conn.execute(update(projector_offsets).where(where)
-                                .values(next_offset=offset))
-    if result.rowcount == 0:
-        await conn.execute(insert(projector_offsets).values(
-            topic=topic, partition=partition, next_offset=offset))
+async def skip_record(conn: AsyncConnection, topic: str, record: Record) -> Applied:
+    """Pass over a record that cannot be applied (it is on the dead-letter topic): its
+    offset is consumed and, if its envelope can be read, its job's position moves past
+    it, so the job's later events still apply. Returns the position it moved, if any."""
+    return await conn.run_sync(skip_record_sync, topic, record)
 
 
 async def load_offsets(engine: AsyncEngine, topic: str) -> dict[int, int]:
@@ -178,5 +262,3 @@ async def load_offsets(engine: AsyncEngine, topic: str) -> dict[int, int]:
                                          projector_offsets.c.next_offset)
                                   .where(projector_offsets.c.topic == topic))
         return {int(p): int(o) for p, o in rows}
-
-

@@ -26,6 +26,7 @@ def topic_specs(topics: Topics, partitions: int) -> list[NewTopic]:
         NewTopic(topics.dispatch, partitions, 1, topic_configs=A_WEEK),
         NewTopic(topics.outcomes, partitions, 1, topic_configs=AN_HOUR),
         NewTopic(topics.deadletter, 1, 1, topic_configs=FOREVER),
+        NewTopic(topics.projected, 1, 1, topic_configs=AN_HOUR),
     ]
 
 

@@ -3,15 +3,22 @@
 No consumer group: the projector assigns itself every partition and resumes from the
 offsets stored in the database, which are committed with the rows they produced.
 
+Each fetched batch is applied in one transaction (projections.projector.apply_batch).
+
 Poison isolation: a batch that fails is retried whole while the database itself is away
 (a passing fault), and otherwise applied again one record per transaction; a record that
 fails alone while the database answers is recorded on the dead-letter topic and passed
 over, and the projector goes on.
+
+Visibility: after each committed batch the projector announces the positions it moved on
+``<prefix>.projected`` (projections.notices), fire and forget, so readers waiting for an
+event to become visible need not poll the database.
 """
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from aiokafka.errors import KafkaError
@@ -19,7 +26,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.db import create_schema, drop_schema, make_engine
-from projections.projector import Record, apply_batch, load_offsets, skip_record
+from projections.notices import encode_projected
+from projections.projector import Applied, Record, apply_batch, load_offsets, skip_record
 from services.config import Settings
 from services.deadletter import dead_letter, encode_dead_letter
 from services.delivery import Delivery
@@ -52,30 +60,81 @@ class LetterSender(Protocol):
     async def send(self, topic: str, value: bytes, key: bytes | None) -> None: ...
 
 
+class NoticeProducer(Protocol):
+    """What Notices needs of an AIOKafkaProducer (a fake in unit tests)."""
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                   ) -> "asyncio.Future[object]": ...
+
+
+class Notices:
+    """Announces projected positions, fire and forget: ``publish`` never waits and never
+    fails. A sender task writes one record per call; while a write is held up (the broker
+    is away) later positions are merged into the next record instead of queueing."""
+
+    def __init__(self, producer: NoticeProducer, topic: str) -> None:
+        self._producer, self._topic = producer, topic
+        self._pending: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self.sent = self.failed = 0
+
+    def publish(self, positions: dict[str, int]) -> None:
+        for job_id, seq in positions.items():
+            if seq > self._pending.get(job_id, 0):
+                self._pending[job_id] = seq
+        if self._pending:
+            self._wake.set()
+
+    async def run(self) -> None:
+        """The sender; runs until cancelled."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            positions, self._pending = self._pending, {}
+            try:
+                acknowledged = await self._producer.send(self._topic,
+                                                         encode_projected(positions))
+            except Exception as exc:  # a lost notice only delays a waiter's fallback poll
+                self.failed += 1
+                log.debug("announcing projected positions failed: %s", exc)
+                continue
+            acknowledged.add_done_callback(self._done)
+
+    def _done(self, acknowledged: "asyncio.Future[object]") -> None:
+        if acknowledged.cancelled() or acknowledged.exception() is not None:
+            self.failed += 1
+        else:
+            self.sent += 1
+
+
 class Projector:
     def __init__(self, engine: AsyncEngine, topic: str, letters: LetterSender,
-                 letters_topic: str) -> None:
+                 letters_topic: str,
+                 on_projected: Callable[[dict[str, int]], None] | None = None) -> None:
         self.engine, self.topic = engine, topic
         self.letters, self.letters_topic = letters, letters_topic
+        self.on_projected = on_projected
         self.poisoned = 0
 
     async def project(self, records: list[Record]) -> int:
-        """Apply a fetched batch in one transaction; isolate poison if it fails."""
+        """Apply a fetched batch in one transaction; isolate poison if it fails. Once
+        committed, the positions it moved go to ``on_projected``."""
         outcome = await self._apply(records)
-        if not isinstance(outcome, Exception):
-            return outcome
-        applied = 0
-        for record in records:
-            outcome = await self._apply([record])
-            if isinstance(outcome, Exception):
-                await self._pass_over(record, outcome)
-            else:
-                applied += outcome
-        return applied
+        if isinstance(outcome, Exception):
+            outcome = Applied()
+            for record in records:
+                one = await self._apply([record])
+                if isinstance(one, Exception):
+                    outcome.merge(await self._pass_over(record, one))
+                else:
+                    outcome.merge(one)
+        if self.on_projected is not None and outcome.positions:
+            self.on_projected(outcome.positions)
+        return outcome.events
 
-    async def _apply(self, records: list[Record]) -> int | Exception:
-        """Apply ``records`` in one transaction: the number of new events, or the error
-        if it failed while the database answers (so the records are to blame)."""
+    async def _apply(self, records: list[Record]) -> Applied | Exception:
+        """Apply ``records`` in one transaction: what it applied, or the error if it
+        failed while the database answers (so the records are to blame)."""
         delay = RETRY_FIRST_SECS
         while True:
             try:
@@ -89,15 +148,16 @@ class Projector:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECS)
 
-    async def _pass_over(self, record: Record, exc: Exception) -> None:
+    async def _pass_over(self, record: Record, exc: Exception) -> Applied:
         partition, offset, value = record
         letter = dead_letter("projector", exc, "skipped: the read models do not show it",
                              topic=self.topic, partition=partition, offset=offset,
                              value=value)
         await self.letters.send(self.letters_topic, encode_dead_letter(letter), None)
         async with self.engine.begin() as conn:
-            await skip_record(conn, self.topic, record)
+            skipped = await skip_record(conn, self.topic, record)
         self.poisoned += 1
+        return skipped
 
 
 async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
@@ -114,7 +174,10 @@ async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
     producer = make_producer(settings.kafka_bootstrap)
     await consumer.start()
     await producer.start()
-    projector = Projector(engine, topic, Delivery(producer), settings.topics.deadletter)
+    notices = Notices(producer, settings.topics.projected)
+    sender = asyncio.create_task(notices.run())
+    projector = Projector(engine, topic, Delivery(producer), settings.topics.deadletter,
+                          on_projected=notices.publish)
     try:
         tps = await topic_partitions(settings.kafka_bootstrap, topic)
         consumer.assign(tps)
@@ -137,10 +200,13 @@ async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
             if records:
                 applied += await projector.project(records)
             if time.monotonic() - reported > REPORT_EVERY_SECS:
-                log.info("applied %d events; %d poisoned records passed over", applied,
-                         projector.poisoned)
+                log.info("applied %d events; %d poisoned records passed over; %d notices "
+                         "sent, %d lost", applied, projector.poisoned, notices.sent,
+                         notices.failed)
                 reported = time.monotonic()
     finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
         await consumer.stop()
         await producer.stop()
         await engine.dispose()

@@ -1,7 +1,9 @@
 """The projector's apply layer on SQLite, without Kafka."""
 
+import random
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -10,14 +12,17 @@ from events.types import (
     AttemptFailure,
     Event,
     JobCreated,
+    RunCanceled,
+    RunCancelRequested,
     RunCompleted,
     RunDispatched,
+    RunFailed,
     RunRequeued,
     RunRetryScheduled,
     RunTriggered,
 )
 from projections.db import create_schema, make_engine
-from projections.projector import apply_batch, load_offsets
+from projections.projector import RunTriggeredTwice, apply_batch, load_offsets
 from projections.queries import get_job, get_run, job_positions_of, list_run_events
 from projections.tables import metadata
 from tests.unit.domain_support import at, spec
@@ -54,7 +59,7 @@ async def engine_at(path: Path) -> AsyncEngine:
 
 async def apply(engine: AsyncEngine, records: list[tuple[int, int, bytes]]) -> int:
     async with engine.begin() as conn:
-        return await apply_batch(conn, TOPIC, records)
+        return (await apply_batch(conn, TOPIC, records)).events
 
 
 async def dump(engine: AsyncEngine) -> dict[str, list[tuple[object, ...]]]:
@@ -119,3 +124,135 @@ async def test_rebuild_in_other_batches_gives_identical_tables(tmp_path: Path) -
     first, second = await dump(one), await dump(other)
     second["projector_offsets"] = first["projector_offsets"]  # offsets differ by design
     assert first == second
+
+
+async def test_a_run_triggered_dispatched_and_completed_in_one_batch_ends_completed(
+        tmp_path: Path) -> None:
+    one_by_one = await engine_at(tmp_path / "a.db")
+    for r in HISTORY:
+        await apply(one_by_one, [r])
+    together = await engine_at(tmp_path / "b.db")
+    async with together.begin() as conn:
+        applied = await apply_batch(conn, TOPIC, HISTORY)
+    assert (applied.events, applied.positions) == (7, {"j": 7})
+    run = await get_run(together, "p", "r1")
+    assert run is not None and (run.status, run.attempt, run.last_seq) == ("completed", 2, 7)
+    assert await dump(together) == await dump(one_by_one)
+
+
+async def test_a_run_that_exists_takes_every_change_of_a_batch(tmp_path: Path) -> None:
+    engine = await engine_at(tmp_path / "a.db")
+    await apply(engine, HISTORY[:2])  # created and queued
+    assert await apply(engine, HISTORY[2:]) == 5  # one update with the union of changes
+    run = await get_run(engine, "p", "r1")
+    assert run is not None
+    assert (run.status, run.attempt, run.result, run.next_retry_at) == (
+        "completed", 2, {"ok": True}, None)
+    assert run.error is not None and run.error["message"] == "503"
+    assert (run.started_at, run.finished_at, run.updated_at) == (at(6), at(7), at(7))
+
+
+async def test_repeats_within_one_batch_are_dropped_by_seq(tmp_path: Path) -> None:
+    engine = await engine_at(tmp_path / "a.db")
+    doubled = [*HISTORY[:4], *[(0, 4 + i, r[2]) for i, r in enumerate(HISTORY[1:4])],
+               *[(0, 7 + i, r[2]) for i, r in enumerate(HISTORY[4:])]]
+    assert await apply(engine, doubled) == 7
+    clean = await engine_at(tmp_path / "b.db")
+    await apply(clean, HISTORY)
+    first, second = await dump(engine), await dump(clean)
+    assert first.pop("projector_offsets") == [("t.events", 0, 10)]
+    second.pop("projector_offsets")
+    assert first == second
+
+
+async def test_a_run_triggered_twice_in_a_batch_fails_it_as_one_by_one_would(
+        tmp_path: Path) -> None:
+    engine = await engine_at(tmp_path / "a.db")
+    again = record(8, "r1", RunTriggered(payload=None))
+    with pytest.raises(RunTriggeredTwice):
+        await apply(engine, [*HISTORY, again])
+    assert await load_offsets(engine, TOPIC) == {}  # nothing of the batch was kept
+
+
+def random_history(rng: random.Random, steps: int) -> list[tuple[int, int, bytes]]:
+    """Jobs on two partitions, runs through every kind of event, and stretches a crashed
+    processor wrote twice; ordered per job as the processor writes them."""
+    jobs = ["ja", "jb", "jc"]
+    seqs = dict.fromkeys(jobs, 0)
+    offsets = [0, 0]
+    written: dict[str, list[bytes]] = {j: [] for j in jobs}
+    status: dict[str, tuple[str, str, int]] = {}  # run -> (job, status, attempt)
+    out: list[tuple[int, int, bytes]] = []
+
+    def put(job: str, value: bytes) -> None:
+        partition = jobs.index(job) % 2
+        out.append((partition, offsets[partition], value))
+        offsets[partition] += 1
+
+    def emit(job: str, run_id: str | None, event: Event) -> None:
+        seqs[job] += 1
+        env = Envelope(event_id=f"{job}.{seqs[job]}", type=event.TYPE,
+                       version=event.VERSION, project_id="p", job_id=job, seq=seqs[job],
+                       occurred_at=at(len(out)), command_id=f"c{len(out)}", run_id=run_id)
+        written[job].append(encode_event(env, event))
+        put(job, written[job][-1])
+
+    for job in jobs:
+        emit(job, None, JobCreated(spec=spec(slug=job)))
+    for n in range(steps):
+        live = [r for r, (_, s, _) in status.items() if s not in ("completed", "failed",
+                                                                  "canceled")]
+        if rng.random() < 0.05:  # a repeated stretch of one job
+            job = rng.choice(jobs)
+            for value in written[job][-rng.randint(1, 4):]:
+                put(job, value)
+            continue
+        if not live or rng.random() < 0.3:
+            run_id, job = f"r{n}", rng.choice(jobs)
+            status[run_id] = (job, "queued", 0)
+            emit(job, run_id, RunTriggered(payload={"n": n}, metadata={"k": str(n)},
+                                           priority=n % 3, idempotency_key=f"i{n}"))
+            continue
+        run_id = rng.choice(live)
+        job, state, attempt = status[run_id]
+        event: Event
+        if state == "queued":
+            event, state, attempt = (RunDispatched(attempt=attempt + 1, endpoint_url="h"),
+                                     "running", attempt + 1)
+        elif state == "running":
+            choices: list[tuple[Event, str]] = [
+                (RunCompleted(attempt=attempt, result={"n": n}), "completed"),
+                (RunRetryScheduled(attempt=attempt, failure=FAILURE,
+                                   next_retry_at=at(n + 60)), "delayed"),
+                (RunFailed(attempt=attempt, failure=FAILURE, status="timed_out"), "failed"),
+                (RunCancelRequested(reason="stop"), "canceling")]
+            event, state = rng.choice(choices)
+        elif state == "delayed":
+            choices = [(RunRequeued(next_attempt=attempt + 1), "queued"),
+                       (RunCanceled(by_system=True), "canceled")]
+            event, state = rng.choice(choices)
+        else:
+            event, state = RunCanceled(reason="stop"), "canceled"
+        status[run_id] = (job, state, attempt)
+        emit(job, run_id, event)
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_any_batch_split_gives_the_tables_of_one_event_at_a_time(
+        tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    history = random_history(rng, 300)
+    reference = await engine_at(tmp_path / "one.db")
+    for r in history:
+        await apply(reference, [r])
+    expected = await dump(reference)
+    for name, sizes in [("whole", [len(history)]), ("random", None)]:
+        engine = await engine_at(tmp_path / f"{name}.db")
+        i = 0
+        while i < len(history):
+            n = sizes.pop(0) if sizes else rng.randint(1, 60)
+            await apply(engine, history[i:i + n])
+            i += n
+        assert await dump(engine) == expected, name
+    assert {"completed", "timed_out", "canceled"} <= {row[3] for row in expected["runs"]}

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from events.types import RunTriggered
-from projections.projector import load_offsets
+from projections.projector import Applied, load_offsets
 from projections.queries import get_run, job_positions_of
 from projections.tables import run_events
 from services.deadletter import decode_dead_letter
@@ -27,8 +27,8 @@ class Letters:
 
 async def test_poisoned_records_are_passed_over_and_the_rest_applies(tmp_path: Path) -> None:
     engine = await engine_at(tmp_path / "p.db")
-    letters = Letters()
-    projector = Projector(engine, TOPIC, letters, "t.deadletter")
+    letters, notices = Letters(), list[dict[str, int]]()
+    projector = Projector(engine, TOPIC, letters, "t.deadletter", on_projected=notices.append)
     # Offsets 0..6 are the history; 7 is not JSON; 8 triggers a run whose id another job
     # already used (the runs table refuses it); 9 is a good event of that second job.
     clash = record(1, "r1", RunTriggered(payload=None), offset=8, job_id="j2")
@@ -40,6 +40,8 @@ async def test_poisoned_records_are_passed_over_and_the_rest_applies(tmp_path: P
     reasons = [decode_dead_letter(v) for _, v in letters.sent]
     assert [(r.source, r.offset) for r in reasons] == [("projector", 7), ("projector", 8)]
     assert "IntegrityError" in reasons[1].error
+    # One notice for the whole fetched batch, the passed-over seq included.
+    assert notices == [{"j": 7, "j2": 2}]
     assert await load_offsets(engine, TOPIC) == {0: 10}
     assert await job_positions_of(engine, ["j", "j2"]) == {"j": 7, "j2": 2}
     run = await get_run(engine, "p", "r9")
@@ -51,14 +53,16 @@ async def test_poisoned_records_are_passed_over_and_the_rest_applies(tmp_path: P
     assert ("j2", 1) not in rows and ("j2", 2) in rows
     # Applying the same batch again changes nothing (the clash is now a known seq).
     assert await projector.project(batch) == 0
+    assert len(notices) == 1  # nothing moved: nothing to announce
     assert await job_positions_of(engine, ["j", "j2"]) == {"j": 7, "j2": 2}
 
 
 async def test_a_whole_good_batch_is_one_transaction(tmp_path: Path) -> None:
     engine = await engine_at(tmp_path / "p.db")
-    projector = Projector(engine, TOPIC, Letters(), "t.deadletter")
+    notices: list[dict[str, int]] = []
+    projector = Projector(engine, TOPIC, Letters(), "t.deadletter", on_projected=notices.append)
     assert await projector.project(HISTORY) == len(HISTORY)
-    assert projector.poisoned == 0
+    assert projector.poisoned == 0 and notices == [{"j": 7}]
     run = await get_run(engine, "p", "r1")
     assert run is not None and run.status == "completed"
 
@@ -71,7 +75,7 @@ async def test_a_database_that_is_briefly_away_is_waited_for_not_blamed(
     outage = [True, True]  # the database is away for the first two tries
     real_apply = app.apply_batch
 
-    async def flaky_apply(conn: Any, topic: str, records: list[Any]) -> int:
+    async def flaky_apply(conn: Any, topic: str, records: list[Any]) -> Applied:
         if outage:
             raise OperationalError("INSERT ...", {}, Exception("database is locked"))
         return await real_apply(conn, topic, records)

@@ -1,0 +1,118 @@
+"""Measure the projector's apply layer alone: no Kafka, a SQLite file, synthetic events.
+
+    .venv/bin/python -m tests.bench.projector_apply [--events 20000] [--batch 1000]
+        [--apply path/to/projector.py]
+
+Generates ``--events`` events (job.created, then run.triggered / run.dispatched /
+run.completed for about a third as many runs, spread over a few jobs and interleaved the
+way a busy processor writes them), applies them in batches of ``--batch`` records, each in
+one transaction, and prints events/s and CPU seconds (the whole process, the database
+thread included). ``--apply`` loads ``apply_batch`` from another file, e.g. a copy of an
+older projector, to compare.
+"""
+
+import argparse
+import asyncio
+import importlib.util
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from events import Envelope, encode_event
+from events.types import Event, JobCreated, JobSpec, RunCompleted, RunDispatched, RunTriggered
+from projections.db import create_schema, make_engine
+
+Record = tuple[int, int, bytes]
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+TOPIC = "bench.events"
+JOBS = 3
+LAG = 40  # how many runs behind the trigger the dispatch and completion come
+
+
+def synthetic(total: int, jobs: int = JOBS, partitions: int = 3) -> list[Record]:
+    seqs = dict.fromkeys(range(jobs), 0)
+    offsets = dict.fromkeys(range(partitions), 0)
+    out: list[Record] = []
+
+    def emit(job: int, run: str | None, event: Event) -> None:
+        seqs[job] += 1
+        partition = job % partitions
+        env = Envelope(event_id=f"e{job}.{seqs[job]}", type=event.TYPE,
+                       version=event.VERSION, project_id="p", job_id=f"job{job}",
+                       seq=seqs[job], occurred_at=T0 + timedelta(milliseconds=len(out)),
+                       command_id=f"c{len(out)}", run_id=run)
+        out.append((partition, offsets[partition], encode_event(env, event)))
+        offsets[partition] += 1
+
+    for job in range(jobs):
+        emit(job, None, JobCreated(spec=JobSpec(name=f"Job {job}", slug=f"job-{job}",
+                                                endpoint_url="http://127.0.0.1:9000/hook")))
+    runs = -(-(total - jobs) // 3)  # the last runs may stop short of completion
+    for step in range(runs + 2 * LAG):
+        for lag, make in ((0, _triggered), (LAG, _dispatched), (2 * LAG, _completed)):
+            n = step - lag
+            if 0 <= n < runs and len(out) < total:
+                emit(n % jobs, f"run{n}", make(n))
+    return out
+
+
+def _triggered(n: int) -> Event:
+    return RunTriggered(payload={"n": n, "text": "hello"}, metadata={"source": "bench"})
+
+
+def _dispatched(n: int) -> Event:
+    return RunDispatched(attempt=1, endpoint_url="http://127.0.0.1:9000/hook")
+
+
+def _completed(n: int) -> Event:
+    return RunCompleted(attempt=1, result={"ok": True, "n": n}, status_code=200,
+                        duration_ms=1.5)
+
+
+def load_apply(path: str | None) -> Callable[..., Awaitable[Any]]:
+    if path is None:
+        from projections.projector import apply_batch
+        return apply_batch
+    spec = importlib.util.spec_from_file_location("projector_under_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    apply: Callable[..., Awaitable[Any]] = module.apply_batch
+    return apply
+
+
+async def run(total: int, batch: int, apply_path: str | None, db: Path) -> None:
+    apply_batch = load_apply(apply_path)
+    records = synthetic(total)
+    engine = make_engine(f"sqlite+aiosqlite:///{db}")
+    await create_schema(engine)
+    try:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for i in range(0, len(records), batch):
+            async with engine.begin() as conn:
+                await apply_batch(conn, TOPIC, records[i:i + batch])
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        await engine.dispose()
+    print(f"{len(records)} events in batches of {batch} ({apply_path or 'projections'}): "
+          f"{len(records) / wall:,.0f} events/s, {cpu:.2f} s CPU "
+          f"({cpu / len(records) * 1e6:.0f} us CPU per event), {wall:.2f} s wall")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.projector_apply")
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--apply", help="a file defining apply_batch (default: projections)")
+    parser.add_argument("--db", type=Path, help="the SQLite file (default: a temporary one)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = args.db or Path(tmp) / "bench.db"
+        asyncio.run(run(args.events, args.batch, args.apply, db))
+
+
+if __name__ == "__main__":
+    main()
