@@ -49,14 +49,18 @@ def create_app(settings: Settings) -> Litestar:
         await consumer.start()
         bus = CommandBus(settings, producer, consumer)
         await bus.start()
-        watcher = ProjectionWatcher(engine)
-        watcher.start()
+        notices = make_consumer(settings.kafka_bootstrap)
+        await notices.start()
+        watcher = ProjectionWatcher(engine, notices, settings.kafka_bootstrap,
+                                    settings.topics.projected)
+        await watcher.start()
         await payload_schema.start()  # the validator workers, before the first trigger
         app.state.ctx = ApiContext(settings, bus, engine, app.state.keyring, watcher)
         try:
             yield
         finally:
             await watcher.stop()
+            await notices.stop()
             await bus.stop()
             await consumer.stop()
             await producer.stop()
