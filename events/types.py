@@ -66,6 +66,8 @@ class RunTriggered(_Body, frozen=True, kw_only=True):
     max_attempts: int = 3
     timeout_secs: int = 30
     correlation_id: str | None = None
+    # Runs triggered by one bulk request share it.
+    batch_id: str | None = None
 
 
 class RunDispatched(_Body, frozen=True, kw_only=True):

@@ -96,6 +96,28 @@ class TriggerRunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     correlation_id: Token | None = None
 
 
+class BulkTriggerRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Up to 1,000 triggers of one job. Each item is checked on its own: a bad item is
+    answered in its place in ``items`` and does not stop the others."""
+
+    items: Annotated[list[Any], Meta(min_length=1, max_length=1000,
+                                     description="TriggerRunRequest objects")]
+
+
+class BulkItemResult(msgspec.Struct, kw_only=True):
+    index: int
+    status: Literal["created", "accepted", "rejected"]
+    id: str | None = None
+    error: "Error | None" = None
+
+
+class BulkTriggerResponse(msgspec.Struct, kw_only=True):
+    batch_id: str
+    total: int
+    created: int
+    items: list[BulkItemResult]
+
+
 class RunError(msgspec.Struct, kw_only=True):
     kind: str
     message: str
@@ -142,9 +164,11 @@ class RunEventResponse(msgspec.Struct, kw_only=True):
 
 
 class Accepted(msgspec.Struct, kw_only=True):
-    """202: the command was taken but its effect was not visible within the wait bound."""
+    """202: the processor accepted the command (``Prefer: respond-async``), or its effect
+    was not visible within the wait bound; ``location`` is where it will be."""
 
     command_id: str
+    id: str | None = None
     status: Literal["accepted"] = "accepted"
     location: str | None = None
     detail: str = "accepted; not yet visible in the read model, poll location"

@@ -14,6 +14,7 @@ from projections.db import create_schema, make_engine
 from schemas.api import Accepted
 from services.api import payload_schema
 from services.api.auth import KeyRing, auth_middleware
+from services.api.bulk import trigger_bulk
 from services.api.bus import CommandBus
 from services.api.context import ApiContext, StillPending
 from services.api.contract import complete_openapi
@@ -32,8 +33,11 @@ def _pending(request: Request[Any, Any, Any], exc: StillPending) -> Response[Acc
     headers = {"X-Request-ID": request_id_of(request)}
     if exc.location:
         headers["Location"] = exc.location
-    return Response(Accepted(command_id=exc.command_id, location=exc.location),
-                    status_code=202, headers=headers)
+    body = Accepted(command_id=exc.command_id, id=exc.resource_id, location=exc.location)
+    if exc.asked:
+        headers["Preference-Applied"] = "respond-async"
+        body.detail = "accepted by the processor; poll location to see it"
+    return Response(body, status_code=202, headers=headers)
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -68,8 +72,8 @@ def create_app(settings: Settings) -> Litestar:
             await payload_schema.close()
 
     app = Litestar(
-        route_handlers=[healthz, readyz, create_job, read_job, trigger_job, read_run,
-                        cancel_run, run_events],
+        route_handlers=[healthz, readyz, create_job, read_job, trigger_job, trigger_bulk,
+                        read_run, cancel_run, run_events],
         lifespan=[kafka_and_store],
         middleware=[auth_middleware()],
         exception_handlers={**EXCEPTION_HANDLERS, StillPending: _pending},

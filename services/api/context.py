@@ -2,7 +2,9 @@
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
+from litestar import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api.auth import KeyRing
@@ -19,11 +21,26 @@ REJECTION_STATUS = {"not_found": 404, "conflict": 409, "invalid": 422, "unproces
 
 
 class StillPending(Exception):
-    """Accepted, but not visible within the bound: the handler answers 202."""
+    """Accepted, but not (or not yet) visible: the handler answers 202.
 
-    def __init__(self, command_id: str, location: str | None) -> None:
+    ``asked`` is True when the client asked for it (``Prefer: respond-async``): the
+    command was accepted by the processor and the answer did not wait for the projection.
+    """
+
+    def __init__(self, command_id: str, location: str | None, resource_id: str | None = None,
+                 asked: bool = False) -> None:
         super().__init__(command_id)
         self.command_id, self.location = command_id, location
+        self.resource_id, self.asked = resource_id, asked
+
+
+def prefers_async(request: Request[Any, Any, Any]) -> bool:
+    """Whether the client sent ``Prefer: respond-async`` (RFC 7240)."""
+    for header in request.headers.getall("prefer", []):
+        for preference in header.split(","):
+            if preference.split(";")[0].strip().lower() == "respond-async":
+                return True
+    return False
 
 
 @dataclass
@@ -34,20 +51,31 @@ class ApiContext:
     keyring: KeyRing
     watcher: ProjectionWatcher
 
-    async def execute(self, command: Command, location: str | None = None) -> CommandOutcome:
+    async def execute(self, command: Command, location: str | None = None,
+                      resource_id: str | None = None,
+                      respond_async: bool = False) -> CommandOutcome:
         """Send ``command``; return once its effect is in the read model (read-your-writes).
 
-        Raises ApiError with the processor's reason, or StillPending past the bound.
+        Raises ApiError with the processor's reason, or StillPending past the bound, or
+        at once once the processor accepted the command when ``respond_async``.
         """
         deadline = time.monotonic() + self.settings.command_wait_secs
+        outcome = await self.accepted(command, location, resource_id)
+        if respond_async:
+            raise StillPending(command.command_id, location, resource_id, asked=True)
+        left = max(0.0, deadline - time.monotonic())
+        if not await self.watcher.wait_for(command.job_id, outcome.seq, left):
+            raise StillPending(command.command_id, location, resource_id)
+        return outcome
+
+    async def accepted(self, command: Command, location: str | None = None,
+                       resource_id: str | None = None) -> CommandOutcome:
+        """Send ``command`` and return the processor's acceptance, or raise as above."""
         outcome = await self.bus.send(command)
         if outcome is None:
-            raise StillPending(command.command_id, location)
+            raise StillPending(command.command_id, location, resource_id)
         if outcome.rejected:
             code = outcome.code or "conflict"
             raise ApiError(REJECTION_STATUS.get(code, 409), outcome.reason or "rejected",
                            code=code)
-        left = max(0.0, deadline - time.monotonic())
-        if not await self.watcher.wait_for(command.job_id, outcome.seq, left):
-            raise StillPending(command.command_id, location)
         return outcome

@@ -13,7 +13,7 @@ from projections.views import JobView
 from schemas.api import CreateJobRequest, JobResponse, RunResponse, TriggerRunRequest
 from services.api.auth import caller_of
 from services.api.body import decode_body
-from services.api.context import ApiContext
+from services.api.context import ApiContext, prefers_async
 from services.api.errors import invalid, not_found
 from services.api.ids import job_id_for, new_command_id, new_run_id
 from services.api.job_rules import check_job
@@ -42,16 +42,17 @@ async def create_job(request: Request[Any, Any, Any]) -> JobResponse:
     job_id = job_id_for(key.project_id, data.slug)
     await ctx.execute(CreateJob(command_id=new_command_id(), project_id=key.project_id,
                                 job_id=job_id, issued_at=datetime.now(UTC), spec=spec),
-                      location=f"/v1/jobs/{job_id}")
-    return job_response(await _job(ctx, key, job_id))
+                      location=f"/v1/jobs/{job_id}", resource_id=job_id,
+                      respond_async=prefers_async(request))
+    return job_response(await find_job(ctx, key, job_id))
 
 
 @get("/v1/jobs/{job_id:str}", summary="Get a job by id or slug")
 async def read_job(request: Request[Any, Any, Any], job_id: FromPath[str]) -> JobResponse:
-    return job_response(await _job(request.app.state.ctx, caller_of(request), job_id))
+    return job_response(await find_job(request.app.state.ctx, caller_of(request), job_id))
 
 
-async def _job(ctx: ApiContext, key: ApiKey, id_or_slug: str) -> JobView:
+async def find_job(ctx: ApiContext, key: ApiKey, id_or_slug: str) -> JobView:
     view = await get_job(ctx.engine, key.project_id, id_or_slug)
     if view is None:
         view = await get_job_by_slug(ctx.engine, key.project_id, id_or_slug)
@@ -65,22 +66,28 @@ async def trigger_job(request: Request[Any, Any, Any], id_or_slug: FromPath[str]
     key = caller_of(request, "operator")
     data = await decode_body(request, TriggerRunRequest, optional=True)
     ctx: ApiContext = request.app.state.ctx
-    job = await _job(ctx, key, id_or_slug)
-    schema = job.spec.get("payload_schema")
-    if schema is not None:
-        try:
-            await validate_payload(schema, data.payload)
-        except PayloadInvalid as exc:
-            raise invalid(exc.path, f"does not match the job's payload_schema: "
-                                    f"{exc.reason}") from None
+    job = await find_job(ctx, key, id_or_slug)
+    await payload_problem(job.spec.get("payload_schema"), data.payload)
     run_id = new_run_id()
     await ctx.execute(
         TriggerRun(command_id=new_command_id(), project_id=key.project_id, job_id=job.id,
                    issued_at=datetime.now(UTC), actor=key.role, run_id=run_id,
                    payload=data.payload, metadata=data.metadata, priority=data.priority,
                    idempotency_key=data.idempotency_key, correlation_id=data.correlation_id),
-        location=f"/v1/runs/{run_id}")
+        location=f"/v1/runs/{run_id}", resource_id=run_id,
+        respond_async=prefers_async(request))
     return await run_response(ctx, key, run_id)
 
 
-__all__ = ["create_job", "read_job", "trigger_job"]
+async def payload_problem(schema: dict[str, Any] | None, payload: Any) -> None:
+    """Raise ApiError (422, naming the path) unless ``payload`` matches the job's schema."""
+    if schema is None:
+        return
+    try:
+        await validate_payload(schema, payload)
+    except PayloadInvalid as exc:
+        raise invalid(exc.path, f"does not match the job's payload_schema: "
+                                f"{exc.reason}") from None
+
+
+__all__ = ["create_job", "find_job", "payload_problem", "read_job", "trigger_job"]

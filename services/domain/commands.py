@@ -38,6 +38,7 @@ class TriggerRun(_Command, frozen=True, kw_only=True, tag="run.trigger"):
     idempotency_key: str | None = None
     triggered_by: str = "api"
     correlation_id: str | None = None
+    batch_id: str | None = None
 
 
 class DispatchRun(_Command, frozen=True, kw_only=True, tag="run.dispatch"):

@@ -125,6 +125,7 @@ def _trigger(state: Aggregate, command: TriggerRun) -> list[RunEvent] | Rejectio
                 max_attempts=spec.max_attempts,
                 timeout_secs=spec.timeout_secs,
                 correlation_id=command.correlation_id,
+                batch_id=command.batch_id,
             ),
         )
     ]

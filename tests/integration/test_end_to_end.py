@@ -178,3 +178,48 @@ async def test_concurrent_triggers_all_complete(ready_stack: RunningStack,
         ids = [r.json()["id"] for r in responses]
         runs = [await wait_for_status(client, i, {"completed"}) for i in ids]
         assert sorted(r["result"]["echo"] for r in runs) == list(range(40))
+
+
+async def test_bulk_trigger_answers_each_item(ready_stack: RunningStack,
+                                              endpoint: Endpoint) -> None:
+    schema = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
+    async with ready_stack.client() as client:
+        job = await create_job(client, slug("bulk"), f"{endpoint.base_url}/echo",
+                               payload_schema=schema)
+        items = [{"payload": {"n": i}} for i in range(50)]
+        items[7] = {"payload": {"n": "seven"}}
+        items[9] = {"payload": {"n": 9}, "unknown": True}
+        response = await client.post(f"/v1/jobs/{job['slug']}/trigger/bulk",
+                                     json={"items": items})
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert (body["total"], body["created"]) == (50, 48)
+        assert body["batch_id"].startswith("batch_")
+        by_index = {item["index"]: item for item in body["items"]}
+        assert by_index[7]["status"] == "rejected"
+        assert by_index[7]["error"]["details"][0]["field"] == "payload/n"
+        assert by_index[9]["error"]["details"][0]["field"] == "unknown"
+        created = [item["id"] for item in body["items"] if item["status"] == "created"]
+        runs = [await wait_for_status(client, run_id, {"completed"}) for run_id in created]
+        assert sorted(r["result"]["echo"]["n"] for r in runs) == [
+            i for i in range(50) if i not in (7, 9)]
+        too_many = await client.post(f"/v1/jobs/{job['id']}/trigger/bulk",
+                                     json={"items": [{}] * 1001})
+        assert too_many.status_code == 422
+
+
+async def test_prefer_respond_async_answers_once_accepted(ready_stack: RunningStack,
+                                                          endpoint: Endpoint) -> None:
+    async with ready_stack.client() as client:
+        job = await create_job(client, slug("async"), f"{endpoint.base_url}/echo")
+        response = await client.post(f"/v1/jobs/{job['id']}/trigger", json={"payload": 1},
+                                     headers={"Prefer": "respond-async, wait=5"})
+        assert response.status_code == 202, response.text
+        assert response.headers["Preference-Applied"] == "respond-async"
+        body = response.json()
+        assert body["id"].startswith("run_") and body["location"] == f"/v1/runs/{body['id']}"
+        done = await wait_for_status(client, body["id"], {"completed"})
+        assert done["result"]["echo"] == 1
+        refused = await client.post("/v1/jobs/nope/trigger", headers={
+            "Prefer": "respond-async"})
+        assert refused.status_code == 404
