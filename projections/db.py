@@ -10,13 +10,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from projections.tables import metadata
 
 
+# Connections kept open: as many as the API has requests reading at once, so a burst of
+# requests reuses them instead of opening and closing connections per request.
+POOL_SIZE = 32
+POOL_OVERFLOW = 32
+
+
 def make_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
+    pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
     if not parsed.drivername.startswith("sqlite"):
-        return create_async_engine(url, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
+        return create_async_engine(url, pool_pre_ping=True, **pool)
+    if not parsed.database or parsed.database == ":memory:":
+        pool = {}  # one connection holds an in-memory database: no pool to size
+    else:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, connect_args={"timeout": 30}, **pool)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
