@@ -6,12 +6,22 @@ bodies, every error status a route gives, the 202 of the read-your-writes bound 
 bearer scheme are declared here and written into the document Litestar builds.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-from schemas.api import Accepted, CancelRunRequest, CreateJobRequest, ErrorBody, TriggerRunRequest
+from schemas.api import (
+    Accepted,
+    BulkTriggerRequest,
+    CancelRunRequest,
+    CreateJobRequest,
+    ErrorBody,
+    TriggerRunRequest,
+)
+from schemas.limits import MAX_JSON_DEPTH, MAX_JSON_INT, MIN_JSON_INT
+from schemas.text import published
 
 
 @dataclass(frozen=True)
@@ -22,21 +32,57 @@ class Route:
     # Commands answer 202 when their effect is not visible within the wait bound.
     accepted: bool = False
     public: bool = False
-    extra: dict[int, str] = field(default_factory=dict)
+    # A request body that the route accepts as it stands, shown in the docs (and sent by
+    # schemathesis's examples phase).
+    example: dict[str, Any] | None = None
+    # What a success answer leads to: link name -> (method, path, parameter, where the
+    # response holds its value), written as OpenAPI links on the 2xx answer.
+    links: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
 
 
-_READ = (401, 404)
+# Reads answer 503 too when the read models' database is locked or away.
+_READ = (401, 404, 503)
 _COMMAND = (400, 401, 403, 404, 409, 413, 422, 503)
 
+_JOB = "/v1/jobs/{job_id}"
+_TRIGGER = "/v1/jobs/{id_or_slug}/trigger"
+_RUN = "/v1/runs/{run_id}"
+_CANCEL = "/v1/runs/{run_id}/cancel"
+_EVENTS = "/v1/runs/{run_id}/events"
+
+# From a job (a Job) and from a run (a Run) to what can be done with it.
+_JOB_LINKS = {
+    "ReadJob": ("get", _JOB, "job_id", "$response.body#/id"),
+    "TriggerJob": ("post", _TRIGGER, "id_or_slug", "$response.body#/id"),
+    "TriggerJobBySlug": ("post", _TRIGGER, "id_or_slug", "$response.body#/slug"),
+}
+_RUN_LINKS = {
+    "ReadRun": ("get", _RUN, "run_id", "$response.body#/id"),
+    "CancelRun": ("post", _CANCEL, "run_id", "$response.body#/id"),
+    "RunEvents": ("get", _EVENTS, "run_id", "$response.body#/id"),
+    "ReadRunJob": ("get", _JOB, "job_id", "$response.body#/job_id"),
+}
+
 ROUTES: dict[tuple[str, str], Route] = {
-    ("post", "/v1/jobs"): Route((400, 401, 403, 409, 413, 422, 503), CreateJobRequest,
-                                body_required=True, accepted=True),
-    ("get", "/v1/jobs/{job_id}"): Route(_READ),
-    ("post", "/v1/jobs/{id_or_slug}/trigger"): Route(_COMMAND, TriggerRunRequest,
-                                                     accepted=True),
-    ("get", "/v1/runs/{run_id}"): Route(_READ),
-    ("post", "/v1/runs/{run_id}/cancel"): Route(_COMMAND, CancelRunRequest, accepted=True),
-    ("get", "/v1/runs/{run_id}/events"): Route(_READ),
+    ("post", "/v1/jobs"): Route(
+        (400, 401, 403, 409, 413, 422, 503), CreateJobRequest, body_required=True,
+        accepted=True, links=_JOB_LINKS,
+        example={"name": "Nightly report", "slug": "nightly-report",
+                 "endpoint_url": "https://example.com/hooks/report",
+                 "max_attempts": 5, "timeout_secs": 60, "retry_strategy": "exponential",
+                 "retry_delays_secs": [10], "tags": {"team": "data"}}),
+    ("get", _JOB): Route(_READ, links=_JOB_LINKS),
+    ("post", _TRIGGER): Route(_COMMAND, TriggerRunRequest, accepted=True, links=_RUN_LINKS,
+                              example={"payload": {"date": "2024-05-01"},
+                                       "metadata": {"requested_by": "docs"},
+                                       "idempotency_key": "report-2024-05-01"}),
+    ("get", _RUN): Route(_READ, links=_RUN_LINKS),
+    ("post", _CANCEL): Route(_COMMAND, CancelRunRequest, accepted=True, links=_RUN_LINKS,
+                             example={"reason": "not needed any more"}),
+    ("get", _EVENTS): Route(_READ),
+    ("post", _TRIGGER + "/bulk"): Route(
+        _COMMAND, BulkTriggerRequest, body_required=True,
+        example={"items": [{"payload": {"n": 1}}, {"payload": {"n": 2}, "priority": 5}]}),
     ("get", "/healthz"): Route((), public=True),
     ("get", "/readyz"): Route((503,), public=True),
 }
@@ -54,6 +100,14 @@ DESCRIPTIONS = {
     503: "A part the API depends on is not reachable; try again",
 }
 
+# What the request schemas cannot say themselves (a JSON Schema "integer" is a value, so
+# 30.0 is one; a range or depth for "any JSON value" cannot be stated).
+STRICTNESS = (
+    " Request bodies are decoded strictly: unknown fields are refused, an integer field "
+    "takes an integer written as one (30, not 30.0 or 3e1), a boolean takes true or false. "
+    f"Any JSON value (a payload, a payload_schema) nests at most {MAX_JSON_DEPTH} levels "
+    f"deep, with integers within [{MIN_JSON_INT}, {MAX_JSON_INT}].")
+
 SECURITY_SCHEME = "bearerAuth"
 _REF = "#/components/schemas/{name}"
 
@@ -62,14 +116,53 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
+# The response objects under the names of the resources they are, not of their classes
+# (Litestar's default): clients, and tools such as schemathesis's stateful phase, match a
+# route's resource (/v1/jobs: Job) with its schema by this name.
+RESOURCE_NAMES = {"JobResponse": "Job", "RunResponse": "Run", "RunEventResponse": "RunEvent"}
+
+
+def _walk(node: Any, visit: Callable[[dict[str, Any]], None]) -> None:
+    """Call ``visit`` on every object (dict) in ``node``, depth first."""
+    if isinstance(node, dict):
+        visit(node)
+        for value in node.values():
+            _walk(value, visit)
+    elif isinstance(node, list):
+        for item in node:
+            _walk(item, visit)
+
+
+def _publish_pattern(schema: dict[str, Any]) -> None:
+    """Write a ``pattern`` in the JSON Schema's dialect (see ``schemas.text``)."""
+    if isinstance(schema.get("pattern"), str):
+        schema["pattern"] = published(schema["pattern"])
+
+
+def _rename_ref(node: dict[str, Any]) -> None:
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith(_REF.format(name="")):
+        name = ref.rsplit("/", 1)[-1]
+        node["$ref"] = _REF.format(name=RESOURCE_NAMES.get(name, name))
+
+
 def complete_openapi(doc: dict[str, Any]) -> dict[str, Any]:
     """Write the routes' declarations into ``doc`` (Litestar's document) in place."""
     bodies = sorted({r.body for r in ROUTES.values() if r.body is not None},
                     key=lambda t: t.__name__)
     structs: list[type[msgspec.Struct]] = [*bodies, ErrorBody, Accepted]
     _, components = msgspec.json.schema_components(structs, ref_template=_REF)
+    _walk(components, _publish_pattern)
+    info = doc.setdefault("info", {})
+    info["description"] = info.get("description", "") + STRICTNESS
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(components)
+    for old, new in RESOURCE_NAMES.items():
+        if old in schemas:
+            schemas[new] = schemas.pop(old)
+            if schemas[new].get("title") == old:
+                schemas[new]["title"] = new
+    _walk(doc, _rename_ref)
     doc["components"]["securitySchemes"] = {SECURITY_SCHEME: {
         "type": "http", "scheme": "bearer",
         "description": "An API key: `Authorization: Bearer <key>`. The key's project "
@@ -97,10 +190,19 @@ def complete_openapi(doc: dict[str, Any]) -> dict[str, Any]:
         if path == "/readyz":
             responses["503"] = {"description": "Not ready: see checks",
                                 "content": responses["200"]["content"]}
+        if route.links:
+            links = {name: {"operationId": doc["paths"][target][verb]["operationId"],
+                            "parameters": {parameter: value}}
+                     for name, (verb, target, parameter, value) in route.links.items()}
+            for code, success in responses.items():
+                if code in ("200", "201"):
+                    success["links"] = links
         operation["responses"] = responses
         operation["security"] = [] if route.public else [{SECURITY_SCHEME: []}]
         if route.body is not None:
-            operation["requestBody"] = {
-                "required": route.body_required,
-                "content": _json({"$ref": _REF.format(name=route.body.__name__)})}
+            media = _json({"$ref": _REF.format(name=route.body.__name__)})
+            if route.example is not None:
+                msgspec.convert(route.example, route.body, strict=True)  # it must be valid
+                media["application/json"]["example"] = route.example
+            operation["requestBody"] = {"required": route.body_required, "content": media}
     return doc
