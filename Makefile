@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat deploy/requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install kafka-jars run test lint unit bench lock clean
+.PHONY: install kafka-jars run test lint unit bench bench-env lock clean
 
 $(STAMP): deploy/requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,12 +31,25 @@ unit: install
 test: install kafka-jars lint
 	$(BIN)/pytest
 
-bench: install kafka-jars
-	$(BIN)/python -m tests.bench.e2e
+# The bench-only environment (Celery + Redis baseline), never on the service's dependencies.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat deploy/bench-requirements.txt | cksum | cut -d' ' -f1)
+
+$(BENCH_STAMP): deploy/bench-requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PY) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -r deploy/bench-requirements.txt
+	rm -f $(BENCH_VENV)/.installed-* && touch $(BENCH_STAMP)
+
+bench-env: $(BENCH_STAMP)
+
+# make bench BENCH_ARGS=--quick for the short development run.
+bench: install kafka-jars bench-env
+	$(BIN)/python -m tests.bench.e2e --bench-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
 
 # Re-pin every dependency (needs uv: pip install uv).
 lock:
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o deploy/requirements.lock
 
 clean:
-	rm -rf $(VENV) .jobledger
+	rm -rf $(VENV) .venv-bench .jobledger
