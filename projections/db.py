@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from projections.tables import metadata
 
-
 # Connections kept open: as many as the API has requests reading at once, so a burst of
 # requests reuses them instead of opening and closing connections per request.
 POOL_SIZE = 32
