@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
-from sqlalchemy import Row, select
+from sqlalchemy import Row, Select, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.projector import load_offsets
@@ -13,7 +13,7 @@ from projections.views import JobView, RunEventView, RunView
 
 V = TypeVar("V", JobView, RunView, RunEventView)
 
-__all__ = ["get_job", "get_job_by_slug", "get_run", "job_positions_of",
+__all__ = ["find_job", "get_job", "get_job_by_slug", "get_run", "job_positions_of",
            "list_run_events", "load_offsets"]
 
 
@@ -30,24 +30,44 @@ def _view(row: Row[Any], view: type[V]) -> V:
                            strict=False)
 
 
-async def get_job(engine: AsyncEngine, project_id: str, job_id: str) -> JobView | None:
+# Built once: constructing a statement costs more than running it on a hot path.
+_JOB_BY_ID_OR_SLUG = (select(jobs)
+                      .where(jobs.c.project_id == bindparam("project_id"))
+                      .where(or_(jobs.c.id == bindparam("key"), jobs.c.slug == bindparam("key")))
+                      .order_by((jobs.c.id == bindparam("key")).desc()).limit(1))
+_JOB_BY_ID = select(jobs).where((jobs.c.id == bindparam("key"))
+                                & (jobs.c.project_id == bindparam("project_id")))
+_JOB_BY_SLUG = select(jobs).where((jobs.c.slug == bindparam("key"))
+                                  & (jobs.c.project_id == bindparam("project_id")))
+_RUN_BY_ID = select(runs).where((runs.c.id == bindparam("key"))
+                                & (runs.c.project_id == bindparam("project_id")))
+
+
+async def _one(engine: AsyncEngine, statement: Select[Any], project_id: str,
+               key: str) -> Row[Any] | None:
     async with engine.connect() as conn:
-        row = (await conn.execute(select(jobs).where(
-            (jobs.c.id == job_id) & (jobs.c.project_id == project_id)))).first()
+        result = await conn.execute(statement, {"project_id": project_id, "key": key})
+        return result.first()
+
+
+async def get_job(engine: AsyncEngine, project_id: str, job_id: str) -> JobView | None:
+    row = await _one(engine, _JOB_BY_ID, project_id, job_id)
     return None if row is None else _view(row, JobView)
 
 
 async def get_job_by_slug(engine: AsyncEngine, project_id: str, slug: str) -> JobView | None:
-    async with engine.connect() as conn:
-        row = (await conn.execute(select(jobs).where(
-            (jobs.c.slug == slug) & (jobs.c.project_id == project_id)))).first()
+    row = await _one(engine, _JOB_BY_SLUG, project_id, slug)
+    return None if row is None else _view(row, JobView)
+
+
+async def find_job(engine: AsyncEngine, project_id: str, id_or_slug: str) -> JobView | None:
+    """A job by its id or, failing that, its slug, in one query."""
+    row = await _one(engine, _JOB_BY_ID_OR_SLUG, project_id, id_or_slug)
     return None if row is None else _view(row, JobView)
 
 
 async def get_run(engine: AsyncEngine, project_id: str, run_id: str) -> RunView | None:
-    async with engine.connect() as conn:
-        row = (await conn.execute(select(runs).where(
-            (runs.c.id == run_id) & (runs.c.project_id == project_id)))).first()
+    row = await _one(engine, _RUN_BY_ID, project_id, run_id)
     return None if row is None else _view(row, RunView)
 
 

@@ -1,14 +1,16 @@
 """What request handlers share: settings, the command bus, the read-model engine."""
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from projections.views import JobView
 from services.api.auth import KeyRing
 from services.api.bus import CommandBus
+from services.api.cache import TtlCache
 from services.api.errors import ApiError
 from services.api.visibility import ProjectionWatcher
 from services.config import Settings
@@ -50,6 +52,7 @@ class ApiContext:
     engine: AsyncEngine
     keyring: KeyRing
     watcher: ProjectionWatcher
+    jobs: TtlCache[JobView] = field(default_factory=TtlCache)
 
     async def execute(self, command: Command, location: str | None = None,
                       resource_id: str | None = None,

@@ -8,7 +8,7 @@ from litestar import Request, get, post
 from litestar.params import FromPath
 
 from events.types import JobSpec
-from projections.queries import get_job, get_job_by_slug
+from projections.queries import find_job as find_job_view
 from projections.views import JobView
 from schemas.api import CreateJobRequest, JobResponse, RunResponse, TriggerRunRequest
 from services.api.auth import caller_of
@@ -44,20 +44,26 @@ async def create_job(request: Request[Any, Any, Any]) -> JobResponse:
                                 job_id=job_id, issued_at=datetime.now(UTC), spec=spec),
                       location=f"/v1/jobs/{job_id}", resource_id=job_id,
                       respond_async=prefers_async(request))
-    return job_response(await find_job(ctx, key, job_id))
+    return job_response(await find_job(ctx, key, job_id, fresh=True))
 
 
 @get("/v1/jobs/{job_id:str}", summary="Get a job by id or slug")
 async def read_job(request: Request[Any, Any, Any], job_id: FromPath[str]) -> JobResponse:
-    return job_response(await find_job(request.app.state.ctx, caller_of(request), job_id))
+    return job_response(await find_job(request.app.state.ctx, caller_of(request), job_id,
+                                       fresh=True))
 
 
-async def find_job(ctx: ApiContext, key: ApiKey, id_or_slug: str) -> JobView:
-    view = await get_job(ctx.engine, key.project_id, id_or_slug)
+async def find_job(ctx: ApiContext, key: ApiKey, id_or_slug: str,
+                   fresh: bool = False) -> JobView:
+    """The key's job by id or slug; from a cache up to a few seconds old unless ``fresh``
+    (see services.api.cache for why that is safe for triggers)."""
+    cache_key = (key.project_id, id_or_slug)
+    view = None if fresh else ctx.jobs.get(cache_key)
     if view is None:
-        view = await get_job_by_slug(ctx.engine, key.project_id, id_or_slug)
-    if view is None:
-        raise not_found("job", id_or_slug)
+        view = await find_job_view(ctx.engine, key.project_id, id_or_slug)
+        if view is None:
+            raise not_found("job", id_or_slug)
+        ctx.jobs.put(cache_key, view)
     return view
 
 
