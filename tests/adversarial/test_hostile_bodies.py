@@ -39,7 +39,8 @@ def _encode(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
-BODIES = (OBJECTS.map(_encode) | VALUES.map(_encode)
+BULKS = st.lists(OBJECTS | VALUES, max_size=5).map(lambda items: _encode({"items": items}))
+BODIES = (OBJECTS.map(_encode) | VALUES.map(_encode) | BULKS
           | st.integers(min_value=30, max_value=3000).map(lambda d: b"[" * d + b"]" * d)
           | st.integers(min_value=30, max_value=3000).map(
               lambda d: b'{"payload": ' + b'{"a": ' * d + b"1" + b"}" * d + b"}")
@@ -81,7 +82,8 @@ def test_hostile_bodies_to_every_write_route(ready_stack: RunningStack, before: 
         headers["Authorization"] = f"Bearer {token}"
     with httpx.Client(base_url=ready_stack.base_url, timeout=30) as client:
         for path in ("/v1/jobs", f"/v1/jobs/{target_job['id']}/trigger",
-                     f"/v1/jobs/{target_job['slug']}/trigger", "/v1/runs/run_x/cancel"):
+                     f"/v1/jobs/{target_job['slug']}/trigger",
+                     f"/v1/jobs/{target_job['id']}/trigger/bulk", "/v1/runs/run_x/cancel"):
             _check(client.post(path, content=body, headers=headers))
 
 
@@ -91,7 +93,8 @@ def test_hostile_paths_and_methods(ready_stack: RunningStack, ident: str, method
     headers = {"Authorization": f"Bearer {ready_stack.admin_key}"}
     with httpx.Client(base_url=ready_stack.base_url, timeout=30) as client:
         for path in (f"/v1/jobs/{ident}", f"/v1/runs/{ident}", f"/v1/runs/{ident}/events",
-                     f"/v1/jobs/{ident}/trigger", f"/v1/runs/{ident}/cancel"):
+                     f"/v1/jobs/{ident}/trigger", f"/v1/jobs/{ident}/trigger/bulk",
+                     f"/v1/runs/{ident}/cancel"):
             _check(client.request(method, path, headers=headers))
 
 
