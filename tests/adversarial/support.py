@@ -7,7 +7,12 @@ from typing import Any
 import httpx
 
 from tests.integration.endpoint import Endpoint
-from tests.integration.stackutil import RunningStack, create_job, wait_for_status
+from tests.integration.stackutil import (
+    RunningStack,
+    create_job,
+    service_pids,
+    wait_for_status,
+)
 
 LOOPS = ("processor", "executor", "projector", "api")
 
@@ -16,13 +21,8 @@ def slug(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def pids(stack: RunningStack) -> dict[str, int]:
-    found = {}
-    for name in LOOPS:
-        proc = stack.stack[name].proc
-        assert proc is not None and stack.stack[name].running, f"{name} is not running"
-        found[name] = proc.pid
-    return found
+def pids(stack: RunningStack, names: tuple[str, ...] = LOOPS) -> dict[str, int]:
+    return service_pids(stack, names)
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:

@@ -62,6 +62,16 @@ def start_stack(bootstrap: str, home: Path, partitions: int = 4) -> RunningStack
                         prefix, bootstrap)
 
 
+def service_pids(running: RunningStack, names: tuple[str, ...]) -> dict[str, int]:
+    """The pid of each named service, failing the test if one is not running."""
+    found = {}
+    for name in names:
+        proc = running.stack[name].proc
+        assert proc is not None and running.stack[name].running, f"{name} is not running"
+        found[name] = proc.pid
+    return found
+
+
 async def wait_ready(running: RunningStack, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     async with running.client() as client:

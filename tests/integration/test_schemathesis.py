@@ -28,7 +28,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from events import Topics, decode_dispatch
 from services.kafka import topic_partitions
 from tests.integration.endpoint import Endpoint
-from tests.integration.stackutil import RunningStack, create_job, wait_for_status
+from tests.integration.stackutil import (
+    RunningStack,
+    create_job,
+    service_pids,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -64,15 +69,6 @@ def run_schemathesis(stack: RunningStack) -> tuple[int | None, str]:
                    for part in (exc.stdout, exc.stderr)]
         return None, f"(killed after {RUN_TIMEOUT_SECS}s)\n" + "\n".join(partial)
     return result.returncode, f"{result.stdout}\n{result.stderr}"
-
-
-def _pids(stack: RunningStack) -> dict[str, int]:
-    pids = {}
-    for name in STAYING:
-        proc = stack.stack[name].proc
-        assert proc is not None and stack.stack[name].running, f"{name} is not running"
-        pids[name] = proc.pid
-    return pids
 
 
 def _runs(stack: RunningStack, project: str) -> dict[str, str]:
@@ -149,7 +145,7 @@ async def orders_since(stack: RunningStack, starts: dict[TopicPartition, int]) -
 async def test_schemathesis_passes_every_check_and_the_service_goes_on(
         ready_stack: RunningStack, endpoint: Endpoint) -> None:
     stack = ready_stack
-    before = _pids(stack)
+    before = service_pids(stack, STAYING)
     stack.stack["executor"].stop()
 
     started = time.monotonic()
@@ -175,7 +171,7 @@ async def test_schemathesis_passes_every_check_and_the_service_goes_on(
         done = await wait_for_status(client, response.json()["id"], {"completed"},
                                      timeout=60)
     assert done["result"]["echo"] == {"after": "schemathesis"}
-    assert _pids(stack) == before, "a process was restarted"
+    assert service_pids(stack, STAYING) == before, "a process was restarted"
     assert stack.stack["executor"].running
     # The executor was handed nothing but that run.
     assert await orders_since(stack, skipped_to) == [f"other/{endpoint.base_url}/echo"]
