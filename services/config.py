@@ -49,6 +49,14 @@ class Settings:
     # are busy), and how long a stopping executor lets them finish before cutting them short.
     executor_max_in_flight: int = 200
     executor_stop_grace_secs: float = 10.0
+    # The processor: the most commands decided as one batch (one broker acknowledgement);
+    # faust's records per fetch and agent buffer (None: faust's defaults; the hand-over test
+    # makes them small); and the fix of faust's restart hand-over (off only to show, in
+    # that test, what it prevents).
+    processor_batch_max: int = 500
+    processor_max_poll_records: int | None = None
+    processor_stream_buffer: int | None = None
+    processor_handover_patch: bool = True
 
     @property
     def topics(self) -> Topics:
@@ -87,4 +95,14 @@ class Settings:
                                                cls.executor_max_in_flight)),
             executor_stop_grace_secs=float(env.get("JOBLEDGER_EXECUTOR_STOP_GRACE_SECS",
                                                    cls.executor_stop_grace_secs)),
+            processor_batch_max=int(env.get("JOBLEDGER_PROCESSOR_BATCH_MAX",
+                                            cls.processor_batch_max)),
+            processor_max_poll_records=_optional_int(
+                env.get("JOBLEDGER_PROCESSOR_MAX_POLL_RECORDS")),
+            processor_stream_buffer=_optional_int(env.get("JOBLEDGER_PROCESSOR_STREAM_BUFFER")),
+            processor_handover_patch=env.get("JOBLEDGER_FAUST_HANDOVER_PATCH", "1") != "0",
         )
+
+
+def _optional_int(value: str | None) -> int | None:
+    return int(value) if value else None

@@ -1,9 +1,7 @@
-"""The handler's ports over faust: the tables it reads and writes, the topics it appends to."""
+"""The handler's state port over faust: the tables it reads and writes (see sink.py for the topics)."""
 
-from collections.abc import Sequence
 from datetime import datetime
 
-import faust
 from faust.types import TableT
 
 from services.domain import JobState, RunState
@@ -58,21 +56,3 @@ class TableStore:
 
     def put_answer(self, command_id: str, raw: bytes) -> None:
         self.answers[command_id.encode()] = raw
-
-
-class TopicSink:
-    def __init__(self, events: faust.TopicT, dispatch: faust.TopicT,
-                 outcomes: faust.TopicT, letters: faust.TopicT) -> None:
-        self.events, self.dispatch, self.outcomes = events, dispatch, outcomes
-        self.letters = letters
-
-    async def append(self, events: Sequence[tuple[str, bytes]],
-                     orders: Sequence[tuple[str, bytes]], letters: Sequence[bytes]) -> None:
-        pending = [await self.events.send(key=k.encode(), value=v) for k, v in events]
-        pending += [await self.dispatch.send(key=k.encode(), value=v) for k, v in orders]
-        pending += [await self.letters.send(value=v) for v in letters]
-        for delivery in pending:
-            await delivery
-
-    def answer(self, key: str, value: bytes) -> None:
-        self.outcomes.send_soon(key=key.encode(), value=value)

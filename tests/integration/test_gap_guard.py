@@ -1,4 +1,4 @@
-"""The processor reads back records its stream skipped, in order, from the real broker."""
+"""The gap tripwire reads back records the stream skipped, in order, from the real broker."""
 
 import uuid
 
@@ -13,35 +13,46 @@ from services.processor.gaps import GapGuard
 pytestmark = pytest.mark.kafka
 
 
-async def test_skipped_offsets_are_handled_before_the_record_after_them(
-        kafka_bootstrap: str) -> None:
-    topic, group = f"gaps-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+async def _topic(bootstrap: str, records: int) -> str:
+    topic = f"gaps-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     await admin.create_topics([NewTopic(topic, 1, 1)])
     await admin.close()
-    producer = make_producer(kafka_bootstrap)
+    producer = make_producer(bootstrap)
     await producer.start()
-    for i in range(10):
+    for i in range(records):
         await producer.send_and_wait(topic, f"c{i}".encode())
     await producer.stop()
+    return topic
+
+
+async def test_skipped_offsets_are_read_back_before_the_record_after_them(
+        kafka_bootstrap: str) -> None:
+    topic, group = await _topic(kafka_bootstrap, 10), f"g-{uuid.uuid4().hex[:8]}"
     tp = TopicPartition(topic, 0)
     committer = make_consumer(kafka_bootstrap, group_id=group)
     await committer.start()
     committer.assign([tp])
     await committer.commit({tp: OffsetAndMetadata(2, "")})
     await committer.stop()
+    reports: list[tuple[int, int, int]] = []
 
-    handled: list[bytes] = []
+    async def on_gap(partition: int, start: int, end: int) -> None:
+        reports.append((partition, start, end))
 
-    async def handle(raw: bytes) -> None:
-        handled.append(raw)
+    guard = GapGuard(kafka_bootstrap, topic, group, on_gap)
+    # The stream's first record is 7: 2..6 were skipped.
+    assert await guard.missing(0, 7) == [(i, f"c{i}".encode()) for i in range(2, 7)]
+    assert await guard.missing(0, 8) == []  # contiguous: nothing to fill
+    assert await guard.missing(0, 5) == []  # a redelivery of an older record
+    assert await guard.missing(0, 9) == []  # 9 follows 8; 5 was a redelivery
+    assert (guard.fired, guard.read_back, reports) == (1, 5, [(0, 2, 7)])
 
-    guard = GapGuard(kafka_bootstrap, topic, group)
-    await guard.before(0, 7, handle)  # the stream's first record is 7: 2..6 were skipped
-    assert handled == [b"c2", b"c3", b"c4", b"c5", b"c6"]
-    await guard.before(0, 8, handle)  # contiguous: nothing to fill
-    await guard.before(0, 5, handle)  # a redelivery of an older record: nothing to fill
-    assert len(handled) == 5
-    await guard.before(0, 9, handle)
-    assert len(handled) == 5  # 9 follows 8; 5 was a redelivery
+
+async def test_without_a_committed_offset_the_stream_must_start_at_the_first(
+        kafka_bootstrap: str) -> None:
+    topic = await _topic(kafka_bootstrap, 4)
+    guard = GapGuard(kafka_bootstrap, topic, f"g-{uuid.uuid4().hex[:8]}")
+    assert [offset for offset, _ in await guard.missing(0, 3)] == [0, 1, 2]
+    assert guard.fired == 1
