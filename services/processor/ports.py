@@ -1,4 +1,4 @@
-"""The handler's state port over faust: the tables it reads and writes (see sink.py for the topics)."""
+"""The handler's state port over faust: the tables (sink.py has the topics)."""
 
 from datetime import datetime
 
