@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.endpoint import Endpoint
-from tests.integration.stackutil import RunningStack, start_stack, wait_ready
+from tests.integration.stackutil import RunningStack, start_stack, stopped_after, wait_ready
 
 pytestmark = pytest.mark.kafka
 
@@ -13,13 +13,8 @@ pytestmark = pytest.mark.kafka
 def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory,
           request: pytest.FixtureRequest) -> Iterator[RunningStack]:
     home: Path = tmp_path_factory.mktemp("stack")
-    running = start_stack(kafka_bootstrap, home)
-    try:
+    with stopped_after(start_stack(kafka_bootstrap, home), request) as running:
         yield running
-    finally:
-        running.stack.stop()
-        if request.session.testsfailed:
-            print(running.logs())
 
 
 @pytest.fixture(scope="module")

@@ -2,15 +2,17 @@
 session's broker, with its own topic prefix and database, and talk to it over HTTP."""
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from deploy.kafka.node import free_port
 from services.cli.stack import Stack
@@ -60,6 +62,18 @@ def start_stack(bootstrap: str, home: Path, partitions: int = 4) -> RunningStack
     stack.start()
     return RunningStack(stack, f"http://127.0.0.1:{port}", admin, other, viewer, database,
                         prefix, bootstrap)
+
+
+@contextlib.contextmanager
+def stopped_after(running: RunningStack, request: pytest.FixtureRequest,
+                  ) -> Iterator[RunningStack]:
+    """Yield the stack, stop it afterwards, and print its logs if a test failed."""
+    try:
+        yield running
+    finally:
+        running.stack.stop()
+        if request.session.testsfailed:
+            print(running.logs())
 
 
 def service_pids(running: RunningStack, names: tuple[str, ...]) -> dict[str, int]:

@@ -24,7 +24,7 @@ import pytest
 from services.cli.stack import ServiceProcess
 from services.kafka import group_members
 from tests.integration.endpoint import Endpoint
-from tests.integration.stackutil import RunningStack, start_stack, wait_ready
+from tests.integration.stackutil import RunningStack, start_stack, stopped_after, wait_ready
 from tests.integration.test_crash_recovery import crash_mid_flight
 
 pytestmark = pytest.mark.kafka
@@ -50,12 +50,8 @@ def small_fetch_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFac
         env.setenv("PYTHONPATH", os.pathsep.join(filter(None, (
             str(SLOW_SEEK), os.environ.get("PYTHONPATH")))))
         running = start_stack(kafka_bootstrap, tmp_path_factory.mktemp("handover"))
-    try:
+    with stopped_after(running, request):
         yield running
-    finally:
-        running.stack.stop()
-        if request.session.testsfailed:
-            print(running.logs())
 
 
 async def test_restart_hands_commands_over_in_order(small_fetch_stack: RunningStack,

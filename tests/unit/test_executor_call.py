@@ -5,7 +5,7 @@ traffic anywhere else, whatever the code under test does)."""
 
 import ipaddress
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -80,14 +80,6 @@ RESOLVER_TABLE = {
     "mapped.test": ["::ffff:169.254.169.254"],
     "ok.test": ["127.0.0.1"],
 }
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[Endpoint]:
-    endpoint = Endpoint()
-    await endpoint.start()
-    yield endpoint
-    await endpoint.stop()
 
 
 def order(url: str, timeout: int = 5, fallback: str | None = None,

@@ -262,14 +262,6 @@ def dispatch(endpoint_url: str, run_id: str, attempt: int = 1) -> bytes:
                                          timeout_secs=10, payload={"run": run_id}))
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[Endpoint]:
-    endpoint = Endpoint()
-    await endpoint.start()
-    yield endpoint
-    await endpoint.stop()
-
-
 class Running:
     def __init__(self, consumer: FakeConsumer, producer: FakeProducer, executor: Executor,
                  stop: asyncio.Event, task: "asyncio.Task[None]") -> None:
