@@ -19,8 +19,6 @@ from services.outcomes import CommandOutcome, decode_outcome
 
 log = logging.getLogger(__name__)
 
-RESEND_SECS = 2.0
-
 
 class CommandBus:
     def __init__(self, settings: Settings, producer: AIOKafkaProducer,
@@ -29,6 +27,11 @@ class CommandBus:
         self.producer = producer
         self.consumer = consumer
         self._waiting: dict[str, asyncio.Future[CommandOutcome]] = {}
+        # One appender at a time. When the producer's batch is full, aiokafka parks every
+        # sender on the batch's drain and wakes them all together, so thousands of
+        # concurrent sends (a bulk trigger) spend the event loop re-trying appends; behind
+        # a FIFO lock only the first waits and the rest follow in order.
+        self._appending = asyncio.Lock()
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -67,32 +70,29 @@ class CommandBus:
     async def send(self, command: Command) -> CommandOutcome | None:
         """Send a command; its outcome, or None if none came within the wait bound.
 
-        Without an answer after RESEND_SECS the same command (same id) is sent again: the
-        processor answers a command id once, so a repeat is harmless, and a command lost
-        on its way (a processor crash, a rebalance) gets another chance.
+        The command is sent once. Once the broker has acknowledged it (acks=all), it is
+        on the log and the processor answers it, also after a crash or a rebalance: its
+        offset is committed only after the answer is written, and a repeat of an answered
+        command gets the stored answer again. Sending again on a slow answer would only
+        add load when the processor is already behind.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[CommandOutcome] = loop.create_future()
         self._waiting[command.command_id] = future
         deadline = loop.time() + self.settings.command_wait_secs
-        raw = encode_command(command)
         try:
-            sent = False
-            while (left := deadline - loop.time()) > 0:
-                try:
-                    await self.producer.send_and_wait(self.settings.topics.commands, raw,
-                                                      key=command.job_id.encode())
-                    sent = True
-                except KafkaError as exc:
-                    if not sent:  # nothing was accepted, so the client may simply retry
-                        raise ApiError(503, "the event log is not reachable; try again",
-                                       headers={"Retry-After": "1"}) from exc
-                    log.warning("resending command %s failed: %s", command.command_id, exc)
-                try:
-                    return await asyncio.wait_for(asyncio.shield(future),
-                                                  min(RESEND_SECS, left))
-                except TimeoutError:
-                    continue
-            return None
+            try:
+                async with self._appending:
+                    delivery = await self.producer.send(
+                        self.settings.topics.commands, encode_command(command),
+                        key=command.job_id.encode())
+                await delivery
+            except KafkaError as exc:  # nothing was accepted, so the client may simply retry
+                raise ApiError(503, "the event log is not reachable; try again",
+                               headers={"Retry-After": "1"}) from exc
+            try:
+                return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                return None
         finally:
             del self._waiting[command.command_id]

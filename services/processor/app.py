@@ -14,6 +14,7 @@ from faust.types import TableT
 
 from services.config import Settings
 from services.deadletter import dead_letter, encode_dead_letter
+from services.kafka import PRODUCER_BATCH_BYTES
 from services.processor.batching import CommandBatches, ready_batches
 from services.processor.gaps import GapGuard
 from services.processor.handover import HandoverApp
@@ -28,9 +29,6 @@ TIMER_TICK_SECS = 0.5
 
 
 TABLES = ("jobs", "runs", "answers")
-# Below the broker's largest record batch (message.max.bytes, about 1 MB by default).
-PRODUCER_BATCH_BYTES = 512 * 1024
-
 
 class SkippedOffsets(Exception):
     """What the dead letter of a gap read-back records (the commands were not lost)."""
