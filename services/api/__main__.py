@@ -21,7 +21,7 @@ def main() -> None:
     if settings.development:
         log.warning("development run: the well-known development key is active")
     uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_level="warning", lifespan="on")
+                log_level="warning", lifespan="on", loop="uvloop", http="httptools")
 
 
 if __name__ == "__main__":

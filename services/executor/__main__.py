@@ -1,7 +1,6 @@
 """``python -m services.executor``: run the executor."""
 
-import asyncio
-
+from services import eventloop
 from services.config import Settings
 from services.executor.app import run_executor
 from services.logs import configure_logging
@@ -15,7 +14,7 @@ async def _main() -> None:
 
 def main() -> None:
     configure_logging("executor")
-    asyncio.run(_main())
+    eventloop.run(_main())
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """``python -m services.processor``: run the processor worker."""
 
-import asyncio
 import logging
 
 import faust
 
+from services import eventloop
 from services.config import Settings
 from services.kafka import create_missing, ensure_topics, wait_for_broker
 from services.logs import configure_logging
@@ -20,8 +20,9 @@ def main() -> None:
         await ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
         await create_missing(settings.kafka_bootstrap, table_topics(settings))
 
-    asyncio.run(prepare())
+    eventloop.run(prepare())
     settings.processor_data_dir.mkdir(parents=True, exist_ok=True)
+    eventloop.install()  # before the worker creates its loop
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=logging.getLevelName(level), quiet=True)
     worker.execute_from_commandline()

@@ -1,8 +1,8 @@
 """``python -m services.projector [--rebuild]``: run the projector."""
 
 import argparse
-import asyncio
 
+from services import eventloop
 from services.config import Settings
 from services.logs import configure_logging
 from services.projector.app import run_projector
@@ -19,7 +19,7 @@ def main() -> None:
                         help="drop the read models and replay the events topic from offset 0")
     args = parser.parse_args()
     configure_logging("projector")
-    asyncio.run(_main(args.rebuild))
+    eventloop.run(_main(args.rebuild))
 
 
 if __name__ == "__main__":
