@@ -17,8 +17,10 @@ from services.domain.commands import (
     decode_command,
     encode_command,
 )
-from services.domain.decide import Decision, Rejection, decide, handle
+from services.domain.decide import decide
 from services.domain.evolve import evolve
+from services.domain.handle import Decision, handle
+from services.domain.results import Rejection
 from services.domain.state import (
     TERMINAL,
     Aggregate,

@@ -17,7 +17,7 @@ from events.types import (
     RunTriggered,
 )
 from services.domain import Rejection, RunStatus, decide, handle, timer_due_at
-from services.domain.decide import REPORT_GRACE_SECS
+from services.domain.operations.dispatch import REPORT_GRACE_SECS
 from services.domain.retry import retry_delay_secs
 from tests.unit.domain_support import (
     T0,

@@ -1,0 +1,61 @@
+"""handle(state, command): decide, apply the events, then dispatch whatever queued runs
+the decision lets start. What the processor calls for every command."""
+
+import msgspec
+
+from services.domain.commands import Command, DispatchRun
+from services.domain.decide import decide
+from services.domain.evolve import evolve
+from services.domain.results import Rejection, RunEvent
+from services.domain.state import Aggregate, Answer, RunStatus, dispatch_order
+
+
+class Decision(msgspec.Struct, frozen=True):
+    """What handling one command produced: the events to append (in order, each with the
+    run it is about), the state after them, and the answer for the caller."""
+
+    events: list[RunEvent]
+    state: Aggregate
+    answer: Answer
+
+
+def handle(state: Aggregate, command: Command) -> Decision:
+    """Decide a command at its own ``issued_at``, apply the events, then dispatch whatever
+    queued runs may now start.
+
+    The caller keeps each command's answer and does not hand a repeated command id here
+    again: a repeat gets the first answer and causes nothing.
+    """
+    now = command.issued_at
+    outcome = decide(state, command, now)
+    if isinstance(outcome, Rejection):
+        answer = Answer(seq=state.job.seq, rejected=True, code=outcome.code, reason=outcome.reason)
+        return Decision([], state, answer)
+
+    events = list(outcome)
+    for run_id, event in outcome:
+        state = evolve(state, run_id, event)
+    for run_id in dispatchable(state):
+        dispatch = DispatchRun(command_id=command.command_id, project_id=command.project_id,
+                               job_id=command.job_id, issued_at=now, run_id=run_id)
+        followup = decide(state, dispatch, now)
+        assert not isinstance(followup, Rejection), followup
+        for rid, event in followup:
+            state = evolve(state, rid, event)
+            events.append((rid, event))
+
+    run_id = getattr(command, "run_id", None)
+    answer = Answer(seq=state.job.seq, run_id=run_id)
+    return Decision(events, state, answer)
+
+
+def dispatchable(state: Aggregate) -> list[str]:
+    """Queued runs that may start now, in dispatch order, within the concurrency limit."""
+    spec = state.job.spec
+    if spec is None or not state.job.queued_count:
+        return []
+    queued = sorted((run for run in state.runs.values() if run.status is RunStatus.QUEUED),
+                    key=dispatch_order)
+    limit = spec.max_concurrency
+    room = len(queued) if limit is None else max(0, limit - state.job.running_count)
+    return [run.run_id for run in queued[:room]]

@@ -1,0 +1,12 @@
+"""CreateJob: a job is created once per id (its id is derived from project and slug)."""
+
+from events.types import JobCreated
+from services.domain.commands import CreateJob
+from services.domain.results import Rejection, RunEvent
+from services.domain.state import Aggregate
+
+
+def decide_create_job(state: Aggregate, command: CreateJob) -> list[RunEvent] | Rejection:
+    if state.job.spec is not None:
+        return Rejection("conflict", f"a job with slug {state.job.spec.slug!r} already exists")
+    return [(None, JobCreated(spec=command.spec, version=1))]

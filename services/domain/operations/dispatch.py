@@ -1,0 +1,21 @@
+"""DispatchRun: a queued run starts its next attempt, with a deadline for its report."""
+
+from datetime import datetime, timedelta
+
+from events.types import RunDispatched
+from services.domain.results import Rejection, RunEvent
+from services.domain.state import Aggregate, RunState, RunStatus
+
+# How long past its HTTP timeout an attempt may go unreported before it counts as lost:
+# room for queueing in the dispatch topic and for the report's own trip.
+REPORT_GRACE_SECS = 30
+
+
+def decide_dispatch(state: Aggregate, run: RunState, now: datetime) -> list[RunEvent] | Rejection:
+    assert state.job.spec is not None
+    if run.status is not RunStatus.QUEUED:
+        return Rejection("conflict", f"run {run.run_id} is {run.status}, not queued")
+    deadline = now + timedelta(seconds=run.timeout_secs + REPORT_GRACE_SECS)
+    return [(run.run_id, RunDispatched(attempt=run.attempt + 1,
+                                       endpoint_url=state.job.spec.endpoint_url,
+                                       deadline_at=deadline))]
