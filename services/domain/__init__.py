@@ -27,6 +27,7 @@ from services.domain.state import (
     JobState,
     RunState,
     RunStatus,
+    accepts_triggers,
     dispatch_order,
     timer_due_at,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "RunState",
     "RunStatus",
     "TriggerRun",
+    "accepts_triggers",
     "decide",
     "decode_command",
     "dispatch_order",

@@ -84,6 +84,11 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     running_count: int = 0
 
 
+def accepts_triggers(job: JobState) -> bool:
+    """Whether the job takes new runs, from callers and from its cron alike."""
+    return job.spec is not None and job.spec.enabled
+
+
 def dispatch_order(run: RunState) -> tuple[int, int]:
     """Sort key of queued runs: higher priority first, first in first out among equals."""
     return (-run.priority, run.position)

@@ -3,13 +3,13 @@
 from events.types import RunTriggered
 from services.domain.commands import TriggerRun
 from services.domain.results import Rejection, RunEvent
-from services.domain.state import Aggregate
+from services.domain.state import Aggregate, accepts_triggers
 
 
 def decide_trigger(state: Aggregate, command: TriggerRun) -> list[RunEvent] | Rejection:
     spec = state.job.spec
     assert spec is not None
-    if not spec.enabled:
+    if not accepts_triggers(state.job):
         return Rejection("conflict", f"job {spec.slug!r} is disabled")
     if command.run_id in state.runs:
         return Rejection("conflict", f"run {command.run_id} already exists")
