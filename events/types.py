@@ -17,8 +17,24 @@ ErrorKind = Literal["http_status", "timeout", "connection", "refused", "invalid_
                     "executor_error"]
 
 
+class RateLimitKey(msgspec.Struct, frozen=True, kw_only=True):
+    """At most ``max`` starts per ``window_secs`` for the runs whose concurrency key is
+    ``name``."""
+
+    name: str
+    max: int
+    window_secs: int
+
+
 class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """A job definition as recorded on the log (one immutable version of it)."""
+    """A job definition as recorded on the log (one immutable version of it).
+
+    ``enabled`` is not part of a version any more (``job.enabled`` / ``job.disabled``
+    change it, and ``JobCreated.enabled`` says how a job starts); the field stays so the
+    ``job.created`` events written before still read, and new specs mirror the job's state
+    when the version was made. The webhook secret is never on the log in clear: only its
+    SHA-256 fingerprint is (``webhook_secret_sha256``).
+    """
 
     name: str
     slug: str
@@ -40,6 +56,15 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     environment_id: str | None = None
     enabled: bool = True
     created_by: str | None = None
+    execution_window_cron: str | None = None
+    rate_limit_max: int | None = None
+    rate_limit_window_secs: int | None = None
+    max_concurrency_per_key: int | None = None
+    rate_limit_keys: list[RateLimitKey] = msgspec.field(default_factory=list)
+    webhook_url: str | None = None
+    webhook_secret_sha256: str | None = None
+    version_policy: Literal["pin", "latest"] = "pin"
+    backwards_compatible: bool = True
 
 
 class _Body(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,6 +76,10 @@ class JobCreated(_Body, frozen=True, kw_only=True):
     TYPE = "job.created"
     spec: JobSpec
     version: int = 1
+    version_id: str | None = None
+    # Whether the job starts enabled; None on events written before it existed (then
+    # ``spec.enabled`` says).
+    enabled: bool | None = None
 
 
 class RunTriggered(_Body, frozen=True, kw_only=True):
@@ -137,6 +166,18 @@ class RunCanceled(_Body, frozen=True, kw_only=True):
     by_system: bool = False
 
 
+class JobEnabled(_Body, frozen=True, kw_only=True):
+    TYPE = "job.enabled"
+    by: str | None = None
+
+
+class JobDisabled(_Body, frozen=True, kw_only=True):
+    """The job takes no new runs (triggers are refused); runs it already has go on."""
+
+    TYPE = "job.disabled"
+    by: str | None = None
+
+
 Event = (
     JobCreated
     | RunTriggered
@@ -147,6 +188,8 @@ Event = (
     | RunFailed
     | RunCancelRequested
     | RunCanceled
+    | JobEnabled
+    | JobDisabled
 )
 
 EVENT_TYPES: dict[str, type[_Body]] = {
@@ -161,5 +204,7 @@ EVENT_TYPES: dict[str, type[_Body]] = {
         RunFailed,
         RunCancelRequested,
         RunCanceled,
+        JobEnabled,
+        JobDisabled,
     )
 }

@@ -28,6 +28,8 @@ from events.codec import DecodedEvent, decode_event
 from events.envelope import Envelope
 from events.types import (
     JobCreated,
+    JobDisabled,
+    JobEnabled,
     RunCanceled,
     RunCancelRequested,
     RunCompleted,
@@ -95,8 +97,18 @@ def _job_row(env: Envelope, event: JobCreated) -> dict[str, Any]:
     spec = event.spec
     return {"id": env.job_id, "project_id": env.project_id, "slug": spec.slug,
             "name": spec.name, "spec": _plain(spec), "version": event.version,
-            "enabled": spec.enabled, "created_at": env.occurred_at,
-            "updated_at": env.occurred_at, "last_seq": env.seq}
+            "enabled": spec.enabled if event.enabled is None else event.enabled,
+            "created_at": env.occurred_at, "updated_at": env.occurred_at,
+            "last_seq": env.seq, "group_id": spec.group_id,
+            "environment_id": spec.environment_id, "version_id": event.version_id,
+            "updated_by": spec.created_by, "deleted_at": None}
+
+
+# What each later job event changes in its job's row (besides updated_at and last_seq).
+JOB_CHANGES: dict[type, Changes] = {
+    JobEnabled: lambda env, e: {"enabled": True, "updated_by": e.by},
+    JobDisabled: lambda env, e: {"enabled": False, "updated_by": e.by},
+}
 
 
 def _run_row(env: Envelope, event: RunTriggered) -> dict[str, Any]:
@@ -122,6 +134,8 @@ class _Fold:
 
     def __init__(self) -> None:
         self.jobs: list[dict[str, Any]] = []
+        # Later job events, in order (rare: one statement each is cheap enough).
+        self.job_changes: list[tuple[str, dict[str, Any]]] = []
         self.events: list[dict[str, Any]] = []
         self.new_runs: dict[str | None, dict[str, Any]] = {}  # full rows to insert
         self.changed_runs: dict[str, dict[str, Any]] = {}  # columns to update
@@ -131,6 +145,10 @@ class _Fold:
         self.events.append(_event_row(env, event))
         if isinstance(event, JobCreated):
             self.jobs.append(_job_row(env, event))
+        elif type(event) in JOB_CHANGES:
+            changes = JOB_CHANGES[type(event)](env, event)
+            changes["updated_at"], changes["last_seq"] = env.occurred_at, env.seq
+            self.job_changes.append((env.job_id, changes))
         elif isinstance(event, RunTriggered):
             if env.run_id in self.new_runs:
                 raise RunTriggeredTwice(f"run {env.run_id} triggered twice in one batch")
@@ -150,6 +168,8 @@ class _Fold:
     def write(self, conn: Connection) -> None:
         if self.jobs:
             conn.execute(insert(jobs), self.jobs)
+        for job_id, changes in self.job_changes:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(changes))
         if self.new_runs:
             conn.execute(insert(runs), list(self.new_runs.values()))
         shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}

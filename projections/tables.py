@@ -28,7 +28,14 @@ jobs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("last_seq", BigInteger, nullable=False),
+    Column("group_id", String(64)),
+    Column("environment_id", String(64)),
+    Column("version_id", String(64)),
+    Column("updated_by", String(200)),
+    # Set by job.deleted: reads and lists leave the job out; its runs stay readable.
+    Column("deleted_at", DateTime(timezone=True)),
     Index("ix_jobs_project_slug", "project_id", "slug", unique=True),
+    Index("ix_jobs_project_created", "project_id", "created_at", "id"),
 )
 
 runs = Table(

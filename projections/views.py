@@ -17,6 +17,11 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     updated_at: datetime
     last_seq: int
+    group_id: str | None = None
+    environment_id: str | None = None
+    version_id: str | None = None
+    updated_by: str | None = None
+    deleted_at: datetime | None = None
 
 
 class RunView(msgspec.Struct, frozen=True, kw_only=True):

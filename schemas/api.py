@@ -20,8 +20,12 @@ from schemas.text import (
     Metadata,
     Name,
     Priority,
+    RateMax,
+    RateWindowSecs,
     Reason,
+    Secret,
     Slug,
+    TagKey,
     Tags,
     TimeoutSecs,
     Timezone,
@@ -32,6 +36,15 @@ from schemas.text import (
 
 JsonObject = Annotated[dict[str, Any], Meta(description="a JSON object (at most 32 levels "
                                                         "deep, integers within 64 bits)")]
+
+
+class RateLimitKeyBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """At most ``max`` run starts per ``window_secs`` for runs whose concurrency key is
+    ``name``."""
+
+    name: TagKey
+    max: RateMax
+    window_secs: RateWindowSecs
 
 
 class CreateJobRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -57,6 +70,16 @@ class CreateJobRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     enabled: bool = True
     # Accepted for seed 002 compatibility; the project always comes from the API key.
     project_id: Identifier | None = None
+    execution_window_cron: Cron | None = None
+    rate_limit_max: RateMax | None = None
+    rate_limit_window_secs: RateWindowSecs | None = None
+    max_concurrency_per_key: Concurrency | None = None
+    rate_limit_keys: Annotated[list[RateLimitKeyBody], Meta(max_length=50)] = (
+        msgspec.field(default_factory=list))
+    webhook_url: Url | None = None
+    webhook_secret: Secret | None = None
+    version_policy: Literal["pin", "latest"] = "pin"
+    backwards_compatible: bool = True
 
 
 class JobResponse(msgspec.Struct, kw_only=True):
@@ -85,6 +108,32 @@ class JobResponse(msgspec.Struct, kw_only=True):
     created_by: str | None
     created_at: datetime
     updated_at: datetime
+    execution_window_cron: str | None
+    rate_limit_max: int | None
+    rate_limit_window_secs: int | None
+    max_concurrency_per_key: int | None
+    rate_limit_keys: list[RateLimitKeyBody]
+    # Added to the definition by the trigger dedup work; null until then.
+    dedup_window_secs: int | None = None
+    webhook_url: str | None
+    # Never the secret itself: "********" when one is set.
+    webhook_secret: str | None
+    version_id: str
+    version_policy: str
+    backwards_compatible: bool
+    updated_by: str | None
+
+
+class BatchToggleRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    ids: Annotated[list[Token],
+                   Meta(min_length=1, max_length=1000,
+                        description="job ids or slugs")]
+
+
+class BatchToggleResponse(msgspec.Struct, kw_only=True):
+    """How many jobs changed state (already in that state, or not found, count 0)."""
+
+    updated: int
 
 
 class TriggerRunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -82,3 +82,7 @@ DelaySecs = Annotated[int, Meta(ge=0, le=86400)]
 Concurrency = Annotated[int, Meta(ge=1, le=10000)]
 TtlSecs = Annotated[int, Meta(ge=1, le=31_536_000)]
 Priority = Annotated[int, Meta(ge=-100, le=100)]
+RateMax = Annotated[int, Meta(ge=1, le=100_000)]
+RateWindowSecs = Annotated[int, Meta(ge=1, le=86_400)]
+Secret = Annotated[str, line(256, "write-only: answered masked, kept only as a SHA-256 "
+                                  "fingerprint", 1)]

@@ -14,6 +14,7 @@ import msgspec
 
 from schemas.api import (
     Accepted,
+    BatchToggleRequest,
     BulkTriggerRequest,
     CancelRunRequest,
     CreateJobRequest,
@@ -83,6 +84,12 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("post", _TRIGGER + "/bulk"): Route(
         _COMMAND, BulkTriggerRequest, body_required=True,
         example={"items": [{"payload": {"n": 1}}, {"payload": {"n": 2}, "priority": 5}]}),
+    ("post", "/v1/jobs/batch-enable"): Route(
+        (400, 401, 403, 413, 422, 503), BatchToggleRequest, body_required=True,
+        example={"ids": ["nightly-report"]}),
+    ("post", "/v1/jobs/batch-disable"): Route(
+        (400, 401, 403, 413, 422, 503), BatchToggleRequest, body_required=True,
+        example={"ids": ["nightly-report"]}),
     ("get", "/healthz"): Route((), public=True),
     ("get", "/readyz"): Route((503,), public=True),
 }

@@ -1,5 +1,6 @@
 """Job routes: create, read, trigger."""
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -7,7 +8,7 @@ import msgspec
 from litestar import Request, get, post
 from litestar.params import FromPath
 
-from events.types import JobSpec
+from events.types import JobSpec, RateLimitKey
 from projections.queries import find_job as find_job_view
 from projections.views import JobView
 from schemas.api import CreateJobRequest, JobResponse, RunResponse, TriggerRunRequest
@@ -21,13 +22,32 @@ from services.api.payload_schema import PayloadInvalid, validate_payload
 from services.api.runs import run_response
 from services.config import ApiKey
 from services.domain import CreateJob, TriggerRun
+from services.domain.versions import version_id_for
+
+SECRET_MASK = "********"
 
 
 def job_response(view: JobView) -> JobResponse:
     fields = {**view.spec, "id": view.id, "project_id": view.project_id,
               "version": view.version, "enabled": view.enabled,
-              "created_at": view.created_at, "updated_at": view.updated_at}
+              "created_at": view.created_at, "updated_at": view.updated_at,
+              "version_id": view.version_id or version_id_for(view.id, view.version),
+              "updated_by": view.updated_by or view.spec.get("created_by"),
+              "webhook_secret": SECRET_MASK if view.spec.get("webhook_secret_sha256")
+              else None}
     return msgspec.convert(fields, JobResponse, from_attributes=False)
+
+
+def spec_of(data: CreateJobRequest, created_by: str) -> JobSpec:
+    """The definition to record: the request less what is not part of it (the project
+    comes from the key), the webhook secret as its fingerprint only."""
+    fields = msgspec.structs.asdict(data)
+    del fields["project_id"]
+    secret = fields.pop("webhook_secret")
+    fields["rate_limit_keys"] = [RateLimitKey(**msgspec.structs.asdict(k))
+                                 for k in data.rate_limit_keys]
+    fingerprint = None if secret is None else hashlib.sha256(secret.encode()).hexdigest()
+    return JobSpec(**fields, webhook_secret_sha256=fingerprint, created_by=created_by)
 
 
 @post("/v1/jobs", status_code=201, summary="Create a job")
@@ -36,9 +56,7 @@ async def create_job(request: Request[Any, Any, Any]) -> JobResponse:
     data = await decode_body(request, CreateJobRequest)
     ctx: ApiContext = request.app.state.ctx
     await check_job(data, ctx.settings)
-    fields = msgspec.structs.asdict(data)
-    del fields["project_id"]
-    spec = JobSpec(**fields, created_by=key.project_id + ":" + key.role)
+    spec = spec_of(data, key.project_id + ":" + key.role)
     job_id = job_id_for(key.project_id, data.slug)
     await ctx.execute(CreateJob(command_id=new_command_id(), project_id=key.project_id,
                                 job_id=job_id, issued_at=datetime.now(UTC), spec=spec),

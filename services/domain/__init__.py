@@ -9,7 +9,9 @@ from services.domain.commands import (
     CancelRun,
     Command,
     CreateJob,
+    DisableJob,
     DispatchRun,
+    EnableJob,
     FireDueTimers,
     ReportAttemptFailed,
     ReportAttemptSucceeded,
@@ -29,6 +31,7 @@ from services.domain.state import (
     RunStatus,
     accepts_triggers,
     dispatch_order,
+    is_enabled,
     timer_due_at,
 )
 
@@ -39,7 +42,9 @@ __all__ = [
     "Command",
     "CreateJob",
     "Decision",
+    "DisableJob",
     "DispatchRun",
+    "EnableJob",
     "FireDueTimers",
     "JobState",
     "Rejection",
@@ -55,5 +60,6 @@ __all__ = [
     "encode_command",
     "evolve",
     "handle",
+    "is_enabled",
     "timer_due_at",
 ]

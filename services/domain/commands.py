@@ -72,6 +72,14 @@ class FireDueTimers(_Command, frozen=True, kw_only=True, tag="timers.fire"):
     run_ids: list[str] = msgspec.field(default_factory=list)
 
 
+class EnableJob(_Command, frozen=True, kw_only=True, tag="job.enable"):
+    pass
+
+
+class DisableJob(_Command, frozen=True, kw_only=True, tag="job.disable"):
+    pass
+
+
 Command = (
     CreateJob
     | TriggerRun
@@ -80,6 +88,8 @@ Command = (
     | ReportAttemptFailed
     | CancelRun
     | FireDueTimers
+    | EnableJob
+    | DisableJob
 )
 
 _encoder = msgspec.json.Encoder()

@@ -7,7 +7,9 @@ from services.domain.commands import (
     CancelRun,
     Command,
     CreateJob,
+    DisableJob,
     DispatchRun,
+    EnableJob,
     FireDueTimers,
     ReportAttemptFailed,
     ReportAttemptSucceeded,
@@ -18,6 +20,7 @@ from services.domain.operations.create_job import decide_create_job
 from services.domain.operations.dispatch import decide_dispatch
 from services.domain.operations.report import decide_report
 from services.domain.operations.timers import decide_fire_timers
+from services.domain.operations.toggle import decide_toggle
 from services.domain.operations.trigger import decide_trigger
 from services.domain.results import Rejection, RunEvent
 from services.domain.state import Aggregate
@@ -35,6 +38,8 @@ def decide(state: Aggregate, command: Command, now: datetime) -> list[RunEvent] 
             return decide_trigger(state, command)
         case FireDueTimers():
             return decide_fire_timers(state, command, now)
+        case EnableJob() | DisableJob():
+            return decide_toggle(state, command)
     run = state.runs.get(command.run_id)
     if run is None:
         return Rejection("not_found", f"run {command.run_id} not found")

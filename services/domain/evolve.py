@@ -5,6 +5,8 @@ from msgspec.structs import replace
 from events.types import (
     Event,
     JobCreated,
+    JobDisabled,
+    JobEnabled,
     RunCanceled,
     RunCancelRequested,
     RunCompleted,
@@ -39,7 +41,12 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
     """Apply one event; ``run_id`` is the run the event is about (from its envelope)."""
     job = replace(state.job, seq=state.job.seq + 1)
     if isinstance(event, JobCreated):
-        return replace(state, job=replace(job, spec=event.spec, version=event.version))
+        enabled = event.spec.enabled if event.enabled is None else event.enabled
+        return replace(state, job=replace(job, spec=event.spec, version=event.version,
+                                          enabled=enabled))
+    if isinstance(event, JobEnabled | JobDisabled):
+        return replace(state, job=replace(job, enabled=isinstance(event, JobEnabled),
+                                          updated_by=event.by))
     assert run_id is not None, f"{type(event).__name__} needs a run id"
     if isinstance(event, RunTriggered):
         run = RunState(run_id=run_id, job_id=job.job_id, status=RunStatus.QUEUED,

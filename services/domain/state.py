@@ -82,11 +82,21 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     delayed_count: int = 0
     # Running and canceling runs: what max_concurrency limits.
     running_count: int = 0
+    # Set by job.created, job.enabled and job.disabled; None in a record stored before
+    # the field existed (then the spec's own ``enabled`` says).
+    enabled: bool | None = None
+    updated_by: str | None = None
+
+
+def is_enabled(job: JobState) -> bool:
+    if job.enabled is not None:
+        return job.enabled
+    return job.spec is not None and job.spec.enabled
 
 
 def accepts_triggers(job: JobState) -> bool:
     """Whether the job takes new runs, from callers and from its cron alike."""
-    return job.spec is not None and job.spec.enabled
+    return job.spec is not None and is_enabled(job)
 
 
 def dispatch_order(run: RunState) -> tuple[int, int]:

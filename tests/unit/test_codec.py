@@ -34,6 +34,8 @@ SAMPLES: dict[str, dict[str, object]] = {
     "run.failed": {"attempt": 3, "failure": FAILURE, "status": "timed_out"},
     "run.cancel_requested": {"reason": "stop"},
     "run.canceled": {"reason": "stop", "by_system": True},
+    "job.enabled": {"by": "p:admin"},
+    "job.disabled": {"by": "p:admin"},
 }
 
 

@@ -256,3 +256,24 @@ async def test_any_batch_split_gives_the_tables_of_one_event_at_a_time(
             i += n
         assert await dump(engine) == expected, name
     assert {"completed", "timed_out", "canceled"} <= {row[3] for row in expected["runs"]}
+
+
+async def test_every_job_field_and_the_toggles_are_projected(tmp_path: Path) -> None:
+    from events.types import JobDisabled, JobEnabled, RateLimitKey
+
+    engine = await engine_at(tmp_path / "a.db")
+    full = spec(slug="full", group_id="g1", environment_id="prod", enabled=False,
+                rate_limit_keys=[RateLimitKey(name="k", max=2, window_secs=10)],
+                webhook_secret_sha256="ab" * 32, created_by="p:admin")
+    await apply(engine, [record(1, None, JobCreated(spec=full, version_id="jv_1",
+                                                    enabled=False))])
+    job = await get_job(engine, "p", "j")
+    assert job is not None and not job.enabled
+    assert (job.group_id, job.environment_id, job.version_id) == ("g1", "prod", "jv_1")
+    assert job.spec["rate_limit_keys"] == [{"name": "k", "max": 2, "window_secs": 10}]
+    await apply(engine, [record(2, None, JobEnabled(by="p:operator"), offset=1),
+                         record(3, None, JobDisabled(by="p:admin"), offset=2),
+                         record(4, None, JobEnabled(by="p:admin"), offset=3)])
+    job = await get_job(engine, "p", "j")
+    assert job is not None and job.enabled and job.updated_by == "p:admin"
+    assert job.updated_at == at(4) and job.last_seq == 4

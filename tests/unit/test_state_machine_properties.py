@@ -24,8 +24,27 @@ from events.types import (
     RunRetryScheduled,
     RunTriggered,
 )
-from services.domain import TERMINAL, Aggregate, Command, RunStatus, handle
-from tests.unit.domain_support import T0, cancel, create, empty, fail, fire, succeed, trigger
+from services.domain import (
+    TERMINAL,
+    Aggregate,
+    Command,
+    DisableJob,
+    EnableJob,
+    RunStatus,
+    accepts_triggers,
+    handle,
+)
+from tests.unit.domain_support import (
+    T0,
+    cancel,
+    cid,
+    create,
+    empty,
+    fail,
+    fire,
+    succeed,
+    trigger,
+)
 
 S = RunStatus
 # event type -> (statuses it may follow, status it leads to)
@@ -117,6 +136,12 @@ class RunMachine(RuleBasedStateMachine):
     def time_passes_and_timer_fires(self, seconds: int) -> None:
         self.now += timedelta(seconds=seconds)
         self.apply(fire(self.now, self.run_ids))
+
+    @rule(on=st.booleans())
+    def enable_or_disable(self, on: bool) -> None:
+        kind = EnableJob if on else DisableJob
+        self.apply(kind(command_id=cid(), project_id="p", job_id="j", issued_at=self.now))
+        assert accepts_triggers(self.state.job) is on
 
     @rule()
     def repeat_last_command_decided_again(self) -> None:

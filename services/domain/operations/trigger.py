@@ -10,7 +10,8 @@ def decide_trigger(state: Aggregate, command: TriggerRun) -> list[RunEvent] | Re
     spec = state.job.spec
     assert spec is not None
     if not accepts_triggers(state.job):
-        return Rejection("conflict", f"job {spec.slug!r} is disabled")
+        return Rejection("conflict", f"job {spec.slug!r} is disabled: it takes no new runs "
+                                     "until it is enabled again")
     if command.run_id in state.runs:
         return Rejection("conflict", f"run {command.run_id} already exists")
     return [

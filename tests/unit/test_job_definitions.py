@@ -1,0 +1,102 @@
+"""Job definitions in the core: create records a version id and how the job starts;
+enable and disable toggle whether it takes triggers, a repeat records nothing."""
+
+from events.types import JobCreated, JobDisabled, JobEnabled, RateLimitKey
+from services.domain import (
+    DisableJob,
+    EnableJob,
+    Rejection,
+    accepts_triggers,
+    decide,
+    handle,
+)
+from services.domain.versions import version_id_for
+from tests.unit.domain_support import T0, cid, create, empty, given, spec, trigger
+
+
+def enable(on: bool = True) -> EnableJob | DisableJob:
+    kind = EnableJob if on else DisableJob
+    return kind(command_id=cid(), project_id="p", job_id="j", issued_at=T0, actor="p:admin")
+
+
+def test_version_ids_are_deterministic_and_distinct() -> None:
+    assert version_id_for("j", 1) == version_id_for("j", 1)
+    assert version_id_for("j", 1) != version_id_for("j", 2)
+    assert version_id_for("j", 1) != version_id_for("k", 1)
+    assert version_id_for("j", 1).startswith("jv_")
+
+
+def test_create_records_version_1_its_id_and_how_the_job_starts() -> None:
+    command = create(enabled=False, rate_limit_keys=[RateLimitKey(name="a", max=1,
+                                                                 window_secs=5)])
+    events = decide(empty(), command, T0)
+    assert not isinstance(events, Rejection)
+    [(_, event)] = events
+    assert event == JobCreated(spec=command.spec, version=1,
+                               version_id=version_id_for("j", 1), enabled=False)
+
+
+def test_an_old_job_created_without_enabled_reads_the_spec() -> None:
+    state = given([(None, JobCreated(spec=spec(enabled=False)))])
+    assert not accepts_triggers(state.job)
+    state = given([(None, JobCreated(spec=spec(enabled=True)))])
+    assert accepts_triggers(state.job)
+
+
+def test_disable_then_trigger_is_refused_with_a_clear_reason() -> None:
+    state = handle(empty(), create()).state
+    decision = handle(state, enable(False))
+    assert [e for _, e in decision.events] == [JobDisabled(by="p:admin")]
+    assert decision.state.job.updated_by == "p:admin"
+    refused = decide(decision.state, trigger(), T0)
+    assert isinstance(refused, Rejection) and refused.code == "conflict"
+    assert "disabled" in refused.reason
+
+
+def test_a_repeat_toggle_records_nothing_and_is_not_refused() -> None:
+    state = handle(empty(), create()).state
+    again = handle(state, enable(True))
+    assert again.events == [] and not again.answer.rejected
+    assert again.answer.seq == state.job.seq
+    off = handle(state, enable(False)).state
+    assert handle(off, enable(False)).events == []
+
+
+def test_enable_again_takes_triggers() -> None:
+    state = handle(empty(), create(enabled=False)).state
+    decision = handle(state, enable(True))
+    assert [e for _, e in decision.events] == [JobEnabled(by="p:admin")]
+    assert not handle(decision.state, trigger()).answer.rejected
+
+
+def test_toggling_a_missing_job_is_not_found() -> None:
+    refused = decide(empty(), enable(False), T0)
+    assert isinstance(refused, Rejection) and refused.code == "not_found"
+
+
+def test_api_rules_for_the_new_fields() -> None:
+    import hashlib
+
+    import msgspec
+    import pytest
+
+    from schemas.api import CreateJobRequest
+    from services.api.errors import ApiError
+    from services.api.job_rules import check_limits
+    from services.api.jobs import spec_of
+
+    def body(**fields: object) -> CreateJobRequest:
+        return msgspec.convert({"name": "n", "slug": "s", "endpoint_url": "http://e.example/x",
+                                **fields}, CreateJobRequest, strict=True)
+
+    with pytest.raises(ApiError) as half:
+        check_limits(body(rate_limit_max=5))
+    assert half.value.details[0].field == "rate_limit_window_secs"
+    twice = [{"name": "a", "max": 1, "window_secs": 1}] * 2
+    with pytest.raises(ApiError) as dup:
+        check_limits(body(rate_limit_keys=twice))
+    assert dup.value.details[0].field == "rate_limit_keys/1/name"
+    check_limits(body(rate_limit_max=5, rate_limit_window_secs=60))
+    made = spec_of(body(webhook_secret="s3cret-value"), "p:admin")
+    assert made.webhook_secret_sha256 == hashlib.sha256(b"s3cret-value").hexdigest()
+    assert "s3cret-value" not in msgspec.json.encode(made).decode()
