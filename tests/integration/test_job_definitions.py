@@ -1,0 +1,99 @@
+"""Job definitions end to end on the real broker: every field of seed 002's job object
+on create and read, and enable/disable through the batch routes."""
+
+import uuid
+
+import pytest
+
+from tests.integration.endpoint import Endpoint
+from tests.integration.stackutil import RunningStack, wait_for_status
+
+pytestmark = pytest.mark.kafka
+
+SEED_002_JOB_FIELDS = {
+    "id", "project_id", "group_id", "name", "slug", "description", "cron", "payload_schema",
+    "tags", "endpoint_url", "fallback_endpoint_url", "max_attempts", "timeout_secs",
+    "max_concurrency", "execution_window_cron", "timezone", "rate_limit_max",
+    "rate_limit_window_secs", "max_concurrency_per_key", "rate_limit_keys",
+    "default_run_metadata", "dedup_window_secs", "enabled", "webhook_url", "webhook_secret",
+    "run_ttl_secs", "retry_strategy", "retry_delays_secs", "environment_id", "version",
+    "version_id", "version_policy", "backwards_compatible", "created_by", "updated_by",
+    "created_at", "updated_at"}
+
+
+def slug(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def test_create_with_every_field_reads_back(ready_stack: RunningStack,
+                                                  endpoint: Endpoint) -> None:
+    body = {
+        "name": "Everything", "slug": slug("full"), "description": "all fields",
+        "group_id": "grp-1", "endpoint_url": f"{endpoint.base_url}/echo",
+        "fallback_endpoint_url": f"{endpoint.base_url}/echo", "max_attempts": 4,
+        "timeout_secs": 20, "retry_strategy": "custom", "retry_delays_secs": [1, 2],
+        "payload_schema": {"type": "object"}, "tags": {"team": "data"},
+        "default_run_metadata": {"src": "it"}, "cron": "*/5 * * * *",
+        "timezone": "Europe/Paris", "max_concurrency": 10, "run_ttl_secs": 3600,
+        "environment_id": "prod", "enabled": True,
+        "execution_window_cron": "* 9-17 * * 1-5", "rate_limit_max": 100,
+        "rate_limit_window_secs": 60, "max_concurrency_per_key": 2,
+        "rate_limit_keys": [{"name": "acme", "max": 5, "window_secs": 10}],
+        "webhook_url": f"{endpoint.base_url}/hook", "webhook_secret": "very-secret-value",
+        "version_policy": "latest", "backwards_compatible": False,
+    }
+    async with ready_stack.client() as client:
+        created = await client.post("/v1/jobs", json=body)
+        assert created.status_code == 201, created.text
+        job = created.json()
+        assert set(job) == SEED_002_JOB_FIELDS
+        assert job["webhook_secret"] == "********"
+        assert job["version"] == 1 and job["version_id"].startswith("jv_")
+        assert job["updated_by"] == job["created_by"] == "default:admin"
+        for field, value in body.items():
+            if field != "webhook_secret":
+                assert job[field] == value, field
+        read = (await client.get(f"/v1/jobs/{body['slug']}")).json()
+        assert read == job
+
+        half = await client.post("/v1/jobs", json={**body, "slug": slug("half"),
+                                                   "rate_limit_window_secs": None})
+        assert half.status_code == 422
+        assert half.json()["error"]["details"][0]["field"] == "rate_limit_window_secs"
+        window = await client.post("/v1/jobs", json={**body, "slug": slug("win"),
+                                                     "execution_window_cron": "61 * * * *"})
+        assert window.status_code == 422
+        assert window.json()["error"]["details"][0]["field"] == "execution_window_cron"
+
+
+async def test_disable_refuses_triggers_and_enable_takes_them_again(
+        ready_stack: RunningStack, endpoint: Endpoint) -> None:
+    async with ready_stack.client() as client:
+        a = (await client.post("/v1/jobs", json={
+            "name": "a", "slug": slug("tog"), "endpoint_url": f"{endpoint.base_url}/echo"})).json()
+        b = (await client.post("/v1/jobs", json={
+            "name": "b", "slug": slug("tog"), "endpoint_url": f"{endpoint.base_url}/echo"})).json()
+        off = await client.post("/v1/jobs/batch-disable",
+                                json={"ids": [a["id"], b["slug"], "no-such-job"]})
+        assert off.status_code == 200, off.text
+        assert off.json() == {"updated": 2}
+        again = await client.post("/v1/jobs/batch-disable", json={"ids": [a["id"]]})
+        assert again.json() == {"updated": 0}
+        assert (await client.get(f"/v1/jobs/{a['id']}")).json()["enabled"] is False
+
+        refused = await client.post(f"/v1/jobs/{a['slug']}/trigger", json={})
+        assert refused.status_code == 409
+        assert "disabled" in refused.json()["error"]["message"]
+
+        on = await client.post("/v1/jobs/batch-enable", json={"ids": [a["slug"]]})
+        assert on.json() == {"updated": 1}
+        run = await client.post(f"/v1/jobs/{a['slug']}/trigger", json={})
+        assert run.status_code == 201, run.text
+        await wait_for_status(client, run.json()["id"], {"completed"})
+
+        empty = await client.post("/v1/jobs/batch-enable", json={"ids": []})
+        assert empty.status_code == 422
+
+    async with ready_stack.client(key="viewer-key-not-known") as client:
+        denied = await client.post("/v1/jobs/batch-enable", json={"ids": [a["id"]]})
+        assert denied.status_code == 401
