@@ -178,6 +178,15 @@ class JobDisabled(_Body, frozen=True, kw_only=True):
     by: str | None = None
 
 
+class JobDeleted(_Body, frozen=True, kw_only=True):
+    """The job is gone: no reads, no commands, its slug is not taken again. Its runs and
+    their history stay readable; its waiting runs are canceled ("job deleted"), running
+    ones may finish."""
+
+    TYPE = "job.deleted"
+    by: str | None = None
+
+
 Event = (
     JobCreated
     | RunTriggered
@@ -190,6 +199,7 @@ Event = (
     | RunCanceled
     | JobEnabled
     | JobDisabled
+    | JobDeleted
 )
 
 EVENT_TYPES: dict[str, type[_Body]] = {
@@ -206,5 +216,6 @@ EVENT_TYPES: dict[str, type[_Body]] = {
         RunCanceled,
         JobEnabled,
         JobDisabled,
+        JobDeleted,
     )
 }

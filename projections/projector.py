@@ -28,6 +28,7 @@ from events.codec import DecodedEvent, decode_event
 from events.envelope import Envelope
 from events.types import (
     JobCreated,
+    JobDeleted,
     JobDisabled,
     JobEnabled,
     RunCanceled,
@@ -108,6 +109,7 @@ def _job_row(env: Envelope, event: JobCreated) -> dict[str, Any]:
 JOB_CHANGES: dict[type, Changes] = {
     JobEnabled: lambda env, e: {"enabled": True, "updated_by": e.by},
     JobDisabled: lambda env, e: {"enabled": False, "updated_by": e.by},
+    JobDeleted: lambda env, e: {"deleted_at": env.occurred_at, "updated_by": e.by},
 }
 
 

@@ -31,14 +31,18 @@ def _view(row: Row[Any], view: type[V]) -> V:
 
 
 # Built once: constructing a statement costs more than running it on a hot path.
+# A deleted job is gone for every read (its runs are not).
 _JOB_BY_ID_OR_SLUG = (select(jobs)
                       .where(jobs.c.project_id == bindparam("project_id"))
+                      .where(jobs.c.deleted_at.is_(None))
                       .where(or_(jobs.c.id == bindparam("key"), jobs.c.slug == bindparam("key")))
                       .order_by((jobs.c.id == bindparam("key")).desc()).limit(1))
 _JOB_BY_ID = select(jobs).where((jobs.c.id == bindparam("key"))
-                                & (jobs.c.project_id == bindparam("project_id")))
+                                & (jobs.c.project_id == bindparam("project_id"))
+                                & jobs.c.deleted_at.is_(None))
 _JOB_BY_SLUG = select(jobs).where((jobs.c.slug == bindparam("key"))
-                                  & (jobs.c.project_id == bindparam("project_id")))
+                                  & (jobs.c.project_id == bindparam("project_id"))
+                                  & jobs.c.deleted_at.is_(None))
 _RUN_BY_ID = select(runs).where((runs.c.id == bindparam("key"))
                                 & (runs.c.project_id == bindparam("project_id")))
 

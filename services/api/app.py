@@ -20,6 +20,7 @@ from services.api.context import ApiContext, StillPending
 from services.api.contract import complete_openapi
 from services.api.errors import EXCEPTION_HANDLERS, request_id_of
 from services.api.health import ReadinessCache, healthz, readyz
+from services.api.job_delete import delete_job
 from services.api.job_toggles import batch_disable, batch_enable
 from services.api.jobs import create_job, read_job, trigger_job
 from services.api.runs import cancel_run, read_run, run_events
@@ -74,7 +75,8 @@ def create_app(settings: Settings) -> Litestar:
 
     app = Litestar(
         route_handlers=[healthz, readyz, create_job, read_job, trigger_job, trigger_bulk,
-                        read_run, cancel_run, run_events, batch_enable, batch_disable],
+                        read_run, cancel_run, run_events, batch_enable, batch_disable,
+                        delete_job],
         lifespan=[kafka_and_store],
         middleware=[auth_middleware()],
         exception_handlers={**EXCEPTION_HANDLERS, StillPending: _pending},

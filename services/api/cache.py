@@ -32,3 +32,7 @@ class TtlCache(Generic[V]):
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
+
+    def forget(self, *key: str) -> None:
+        """Drop one entry (a deleted job must not be found from the cache)."""
+        self._entries.pop((key[0], key[1]), None)

@@ -73,6 +73,7 @@ ROUTES: dict[tuple[str, str], Route] = {
                  "max_attempts": 5, "timeout_secs": 60, "retry_strategy": "exponential",
                  "retry_delays_secs": [10], "tags": {"team": "data"}}),
     ("get", _JOB): Route(_READ, links=_JOB_LINKS),
+    ("delete", "/v1/jobs/{id_or_slug}"): Route((401, 403, 404, 503), accepted=True),
     ("post", _TRIGGER): Route(_COMMAND, TriggerRunRequest, accepted=True, links=_RUN_LINKS,
                               example={"payload": {"date": "2024-05-01"},
                                        "metadata": {"requested_by": "docs"},

@@ -7,8 +7,10 @@ that to repeat a command safely after a crash.
 
 from services.domain.commands import (
     CancelRun,
+    CancelWaitingRuns,
     Command,
     CreateJob,
+    DeleteJob,
     DisableJob,
     DispatchRun,
     EnableJob,
@@ -39,9 +41,11 @@ __all__ = [
     "TERMINAL",
     "Aggregate",
     "CancelRun",
+    "CancelWaitingRuns",
     "Command",
     "CreateJob",
     "Decision",
+    "DeleteJob",
     "DisableJob",
     "DispatchRun",
     "EnableJob",

@@ -80,6 +80,15 @@ class DisableJob(_Command, frozen=True, kw_only=True, tag="job.disable"):
     pass
 
 
+class DeleteJob(_Command, frozen=True, kw_only=True, tag="job.delete"):
+    pass
+
+
+class CancelWaitingRuns(_Command, frozen=True, kw_only=True, tag="job.cancel_waiting"):
+    """Cancel the next chunk of a deleted job's queued runs (what ``handle`` cancels with
+    every command of a deleted job); sent again until a chunk comes back short."""
+
+
 Command = (
     CreateJob
     | TriggerRun
@@ -90,6 +99,8 @@ Command = (
     | FireDueTimers
     | EnableJob
     | DisableJob
+    | DeleteJob
+    | CancelWaitingRuns
 )
 
 _encoder = msgspec.json.Encoder()

@@ -5,8 +5,10 @@ from datetime import datetime
 
 from services.domain.commands import (
     CancelRun,
+    CancelWaitingRuns,
     Command,
     CreateJob,
+    DeleteJob,
     DisableJob,
     DispatchRun,
     EnableJob,
@@ -17,6 +19,7 @@ from services.domain.commands import (
 )
 from services.domain.operations.cancel import decide_cancel
 from services.domain.operations.create_job import decide_create_job
+from services.domain.operations.delete_job import decide_delete
 from services.domain.operations.dispatch import decide_dispatch
 from services.domain.operations.report import decide_report
 from services.domain.operations.timers import decide_fire_timers
@@ -24,6 +27,9 @@ from services.domain.operations.toggle import decide_toggle
 from services.domain.operations.trigger import decide_trigger
 from services.domain.results import Rejection, RunEvent
 from services.domain.state import Aggregate
+
+SYSTEM_AFTER_DELETE = (FireDueTimers, ReportAttemptSucceeded, ReportAttemptFailed,
+                       DispatchRun, CancelWaitingRuns)
 
 
 def decide(state: Aggregate, command: Command, now: datetime) -> list[RunEvent] | Rejection:
@@ -33,6 +39,9 @@ def decide(state: Aggregate, command: Command, now: datetime) -> list[RunEvent] 
     # Another project's job answers as a missing one: ids never leak across projects.
     if job.spec is None or job.project_id != command.project_id:
         return Rejection("not_found", f"job {command.job_id} not found")
+    # A deleted job takes only what finishes or drains the runs it had.
+    if job.deleted and not isinstance(command, SYSTEM_AFTER_DELETE):
+        return Rejection("not_found", f"job {command.job_id} not found (deleted)")
     match command:
         case TriggerRun():
             return decide_trigger(state, command)
@@ -40,6 +49,10 @@ def decide(state: Aggregate, command: Command, now: datetime) -> list[RunEvent] 
             return decide_fire_timers(state, command, now)
         case EnableJob() | DisableJob():
             return decide_toggle(state, command)
+        case DeleteJob():
+            return decide_delete(command)
+        case CancelWaitingRuns():
+            return []  # handle() drains the queued runs it loaded
     run = state.runs.get(command.run_id)
     if run is None:
         return Rejection("not_found", f"run {command.run_id} not found")

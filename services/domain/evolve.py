@@ -5,6 +5,7 @@ from msgspec.structs import replace
 from events.types import (
     Event,
     JobCreated,
+    JobDeleted,
     JobDisabled,
     JobEnabled,
     RunCanceled,
@@ -44,6 +45,8 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
         enabled = event.spec.enabled if event.enabled is None else event.enabled
         return replace(state, job=replace(job, spec=event.spec, version=event.version,
                                           enabled=enabled))
+    if isinstance(event, JobDeleted):
+        return replace(state, job=replace(job, deleted=True, updated_by=event.by))
     if isinstance(event, JobEnabled | JobDisabled):
         return replace(state, job=replace(job, enabled=isinstance(event, JobEnabled),
                                           updated_by=event.by))

@@ -6,6 +6,7 @@ import msgspec
 from services.domain.commands import Command, DispatchRun
 from services.domain.decide import decide
 from services.domain.evolve import evolve
+from services.domain.operations.delete_job import drain
 from services.domain.results import Rejection, RunEvent
 from services.domain.state import Aggregate, Answer, RunStatus, dispatch_order
 
@@ -35,6 +36,9 @@ def handle(state: Aggregate, command: Command) -> Decision:
     events = list(outcome)
     for run_id, event in outcome:
         state = evolve(state, run_id, event)
+    for run_id, event in drain(state):
+        state = evolve(state, run_id, event)
+        events.append((run_id, event))
     for run_id in dispatchable(state):
         dispatch = DispatchRun(command_id=command.command_id, project_id=command.project_id,
                                job_id=command.job_id, issued_at=now, run_id=run_id)
@@ -52,7 +56,7 @@ def handle(state: Aggregate, command: Command) -> Decision:
 def dispatchable(state: Aggregate) -> list[str]:
     """Queued runs that may start now, in dispatch order, within the concurrency limit."""
     spec = state.job.spec
-    if spec is None or not state.job.queued_count:
+    if spec is None or not state.job.queued_count or state.job.deleted:
         return []
     queued = sorted((run for run in state.runs.values() if run.status is RunStatus.QUEUED),
                     key=dispatch_order)

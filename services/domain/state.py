@@ -86,6 +86,7 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     # the field existed (then the spec's own ``enabled`` says).
     enabled: bool | None = None
     updated_by: str | None = None
+    deleted: bool = False
 
 
 def is_enabled(job: JobState) -> bool:
@@ -96,7 +97,7 @@ def is_enabled(job: JobState) -> bool:
 
 def accepts_triggers(job: JobState) -> bool:
     """Whether the job takes new runs, from callers and from its cron alike."""
-    return job.spec is not None and is_enabled(job)
+    return job.spec is not None and not job.deleted and is_enabled(job)
 
 
 def dispatch_order(run: RunState) -> tuple[int, int]:

@@ -55,6 +55,8 @@ RETRY_MAX_SECS = 5.0
 
 # The most queued runs one command loads as candidates to start.
 MAX_CANDIDATES = 1000
+# The most queued runs of a deleted job one command cancels.
+DRAIN_CHUNK = 500
 
 
 class StateStore(Protocol):
@@ -130,7 +132,10 @@ def load(store: StateStore, command: Command) -> Aggregate:
     if isinstance(command, FireDueTimers):
         named += command.run_ids
     wanted = set(named)
-    if job.spec is not None and job.queued_count:
+    if job.spec is not None and job.queued_count and job.deleted:
+        # A deleted job's queued runs are canceled a chunk per command (delete_job.drain).
+        wanted.update(store.waiting(job.job_id, DRAIN_CHUNK))
+    elif job.spec is not None and job.queued_count:
         limit = job.spec.max_concurrency
         # Room now, plus what this command may free (each named run may end); a run the
         # command requeues is among the named ones.

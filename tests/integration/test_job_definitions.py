@@ -97,3 +97,38 @@ async def test_disable_refuses_triggers_and_enable_takes_them_again(
     async with ready_stack.client(key="viewer-key-not-known") as client:
         denied = await client.post("/v1/jobs/batch-enable", json={"ids": [a["id"]]})
         assert denied.status_code == 401
+
+
+async def test_delete_hides_the_job_keeps_its_runs_and_cancels_waiting_ones(
+        ready_stack: RunningStack, endpoint: Endpoint) -> None:
+    async with ready_stack.client() as client:
+        job = (await client.post("/v1/jobs", json={
+            "name": "d", "slug": slug("del"), "endpoint_url": f"{endpoint.base_url}/slow/1500",
+            "max_concurrency": 1})).json()
+        first = (await client.post(f"/v1/jobs/{job['slug']}/trigger", json={})).json()
+        second = (await client.post(f"/v1/jobs/{job['slug']}/trigger", json={})).json()
+        assert second["status"] == "queued"
+        await wait_for_status(client, first["id"], {"running"})
+
+        gone = await client.delete(f"/v1/jobs/{job['slug']}")
+        assert gone.status_code == 204, gone.text
+        assert (await client.get(f"/v1/jobs/{job['id']}")).status_code == 404
+        assert (await client.get(f"/v1/jobs/{job['slug']}")).status_code == 404
+        assert (await client.delete(f"/v1/jobs/{job['id']}")).status_code == 404
+        trigger = await client.post(f"/v1/jobs/{job['id']}/trigger", json={})
+        assert trigger.status_code == 404
+        toggled = await client.post("/v1/jobs/batch-disable", json={"ids": [job["id"]]})
+        assert toggled.json() == {"updated": 0}
+
+        waiting = (await client.get(f"/v1/runs/{second['id']}")).json()
+        assert waiting["status"] == "canceled"
+        history = (await client.get(f"/v1/runs/{second['id']}/events")).json()
+        assert history[-1]["data"]["reason"] == "job deleted"
+        # The running run may finish, and stays readable.
+        done = await wait_for_status(client, first["id"], {"completed"})
+        assert done["job_id"] == job["id"]
+
+        again = await client.post("/v1/jobs", json={
+            "name": "d", "slug": job["slug"], "endpoint_url": f"{endpoint.base_url}/echo"})
+        assert again.status_code == 409
+        assert "deleted" in again.json()["error"]["message"]

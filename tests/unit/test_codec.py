@@ -36,6 +36,7 @@ SAMPLES: dict[str, dict[str, object]] = {
     "run.canceled": {"reason": "stop", "by_system": True},
     "job.enabled": {"by": "p:admin"},
     "job.disabled": {"by": "p:admin"},
+    "job.deleted": {"by": "p:admin"},
 }
 
 

@@ -1,8 +1,9 @@
 """Job definitions in the core: create records a version id and how the job starts;
 enable and disable toggle whether it takes triggers, a repeat records nothing."""
 
-from events.types import JobCreated, JobDisabled, JobEnabled, RateLimitKey
+from events.types import JobCreated, JobDeleted, JobDisabled, JobEnabled, RateLimitKey
 from services.domain import (
+    DeleteJob,
     DisableJob,
     EnableJob,
     Rejection,
@@ -100,3 +101,36 @@ def test_api_rules_for_the_new_fields() -> None:
     made = spec_of(body(webhook_secret="s3cret-value"), "p:admin")
     assert made.webhook_secret_sha256 == hashlib.sha256(b"s3cret-value").hexdigest()
     assert "s3cret-value" not in msgspec.json.encode(made).decode()
+
+
+def delete() -> DeleteJob:
+    return DeleteJob(command_id=cid(), project_id="p", job_id="j", issued_at=T0,
+                     actor="p:admin")
+
+
+def test_after_delete_every_command_is_not_found_and_the_slug_is_not_reused() -> None:
+    from tests.unit.domain_support import cancel
+
+    state = handle(empty(), create()).state
+    state = handle(state, trigger("r1")).state
+    deleted = handle(state, delete())
+    assert [e for _, e in deleted.events] == [JobDeleted(by="p:admin")]
+    state = deleted.state
+    for command in (trigger("r2"), enable(False), delete(), cancel("r1")):
+        refused = decide(state, command, T0)
+        assert isinstance(refused, Rejection) and refused.code == "not_found", command
+    again = decide(state, create(), T0)
+    assert isinstance(again, Rejection) and again.code == "conflict"
+    assert "deleted" in again.reason
+
+
+def test_a_delayed_run_of_a_deleted_job_is_canceled_when_its_retry_is_due() -> None:
+    from tests.unit.domain_support import at, fail, fire
+
+    state = handle(empty(), create()).state
+    state = handle(state, trigger("r1")).state
+    state = handle(state, fail("r1")).state
+    state = handle(state, delete()).state
+    decision = handle(state, fire(at(3600)))
+    assert [type(e).__name__ for _, e in decision.events] == ["RunCanceled"]
+    assert decision.state.runs["r1"].status.value == "canceled"

@@ -245,3 +245,42 @@ async def test_reports_and_timer_requests_get_no_outcome_and_no_stored_answer() 
     events = len(sink.events)
     await process_command(encode_command(report), store, sink)
     assert len(sink.events) == events and sink.letters == []
+
+
+async def test_a_deleted_jobs_queued_runs_are_canceled_a_chunk_per_command() -> None:
+    from services.domain import CancelWaitingRuns, DeleteJob
+    from services.processor import handler
+
+    store, sink = MemoryStore(), MemorySink()
+    spec = JobSpec(name="n", slug="s", endpoint_url="http://example.com/hook",
+                   max_concurrency=1)
+    await process_command(encode_command(CreateJob(command_id="c1", project_id="p",
+                                                   job_id="j", issued_at=NOW, spec=spec)),
+                          store, sink)
+    for i in range(7):
+        await process_command(trigger(f"t{i}", f"r{i}"), store, sink)
+    await process_command(encode_command(DeleteJob(command_id="d", project_id="p",
+                                                   job_id="j", issued_at=NOW)), store, sink)
+    job = store.get_job("j")
+    assert job is not None and job.deleted and job.queued_count == 6  # r0 runs on
+    chunk, handler.DRAIN_CHUNK = handler.DRAIN_CHUNK, 4
+    try:
+        drains = [CancelWaitingRuns(command_id=f"w{i}", project_id="p", job_id="j",
+                                    issued_at=NOW) for i in range(2)]
+        for command in drains:
+            await process_command(encode_command(command), store, sink)
+    finally:
+        handler.DRAIN_CHUNK = chunk
+    job = store.get_job("j")
+    assert job is not None and job.queued_count == 0 and job.running_count == 1
+    canceled = [decode_event(raw) for raw in sink.events[-6:]]
+    assert {d.event.reason for d in canceled if d is not None} == {"job deleted"}
+    # The running run may finish; nothing else starts.
+    orders_before = len(sink.orders)
+    await process_command(encode_command(ReportAttemptSucceeded(
+        command_id="s", project_id="p", job_id="j", issued_at=NOW, run_id="r0",
+        attempt=1)), store, sink)
+    assert store.get_run("r0").status is RunStatus.COMPLETED  # type: ignore[union-attr]
+    assert len(sink.orders) == orders_before
+    await process_command(trigger("t9", "r9"), store, sink)
+    assert decode_outcome(sink.outcomes[-1]).code == "not_found"

@@ -28,6 +28,7 @@ from services.domain import (
     TERMINAL,
     Aggregate,
     Command,
+    DeleteJob,
     DisableJob,
     EnableJob,
     RunStatus,
@@ -141,7 +142,13 @@ class RunMachine(RuleBasedStateMachine):
     def enable_or_disable(self, on: bool) -> None:
         kind = EnableJob if on else DisableJob
         self.apply(kind(command_id=cid(), project_id="p", job_id="j", issued_at=self.now))
-        assert accepts_triggers(self.state.job) is on
+        assert accepts_triggers(self.state.job) is (on and not self.state.job.deleted)
+
+    @rule()
+    def delete_the_job(self) -> None:
+        self.apply(DeleteJob(command_id=cid(), project_id="p", job_id="j", issued_at=self.now))
+        assert self.state.job.deleted and not accepts_triggers(self.state.job)
+        assert not any(run.status is S.QUEUED for run in self.state.runs.values())
 
     @rule()
     def repeat_last_command_decided_again(self) -> None:

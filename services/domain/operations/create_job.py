@@ -8,6 +8,10 @@ from services.domain.versions import version_id_for
 
 
 def decide_create_job(state: Aggregate, command: CreateJob) -> list[RunEvent] | Rejection:
+    if state.job.spec is not None and state.job.deleted:
+        # The id follows from the slug, and the old job's runs and versions keep it.
+        return Rejection("conflict", f"the slug {state.job.spec.slug!r} belonged to a "
+                                     "deleted job and cannot be used again")
     if state.job.spec is not None:
         return Rejection("conflict", f"a job with slug {state.job.spec.slug!r} already exists")
     return [(None, JobCreated(spec=command.spec, version=1,

@@ -4,8 +4,9 @@ the timer may ask about a run twice."""
 
 from datetime import datetime
 
-from events.types import AttemptFailure, RunRequeued
+from events.types import AttemptFailure, RunCanceled, RunRequeued
 from services.domain.commands import FireDueTimers
+from services.domain.operations.delete_job import REASON as DELETED
 from services.domain.operations.report import attempt_failed
 from services.domain.results import RunEvent
 from services.domain.state import Aggregate, RunStatus, timer_due_at
@@ -19,7 +20,9 @@ def decide_fire_timers(state: Aggregate, command: FireDueTimers,
                  and (at := timer_due_at(run)) is not None and at <= now)
     for at, rid in due:
         run = state.runs[rid]
-        if run.status is RunStatus.DELAYED:
+        if run.status is RunStatus.DELAYED and state.job.deleted:
+            events.append((rid, RunCanceled(reason=DELETED, by_system=True)))
+        elif run.status is RunStatus.DELAYED:
             events.append((rid, RunRequeued(next_attempt=run.attempt + 1)))
         else:
             lost = AttemptFailure(kind="timeout", message="no report from an executor by "

@@ -1,0 +1,28 @@
+"""DeleteJob: the job is gone for callers; its waiting runs must never start.
+
+Queued runs are canceled in chunks, never all at once (that would grow with the
+backlog): ``handle`` cancels the queued runs it loaded with every command of a deleted job
+(``drain``), the DELETE route sends ``CancelWaitingRuns`` until a chunk comes back short,
+and a delayed run whose retry comes due is canceled instead of requeued (timers). Running
+runs may finish: their reports are still taken.
+"""
+
+from events.types import JobDeleted, RunCanceled
+from services.domain.commands import DeleteJob
+from services.domain.results import RunEvent
+from services.domain.state import Aggregate, RunStatus
+
+REASON = "job deleted"
+
+
+def decide_delete(command: DeleteJob) -> list[RunEvent]:
+    return [(None, JobDeleted(by=command.actor))]
+
+
+def drain(state: Aggregate) -> list[RunEvent]:
+    """Cancel the queued runs of a deleted job that this command loaded."""
+    if not state.job.deleted:
+        return []
+    return [(run.run_id, RunCanceled(reason=REASON, by_system=True))
+            for run in sorted(state.runs.values(), key=lambda r: r.run_id)
+            if run.status is RunStatus.QUEUED]
