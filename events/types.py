@@ -187,6 +187,20 @@ class JobDeleted(_Body, frozen=True, kw_only=True):
     by: str | None = None
 
 
+class JobUpdated(_Body, frozen=True, kw_only=True):
+    """A new immutable version of the job's definition: the whole spec, not a diff."""
+
+    TYPE = "job.updated"
+    spec: JobSpec
+    version: int
+    version_id: str
+    changed_fields: list[str] = msgspec.field(default_factory=list)
+    # False: runs triggered under an older version must not run under this version's
+    # payload_schema when the job runs its latest version.
+    backwards_compatible: bool = True
+    updated_by: str | None = None
+
+
 Event = (
     JobCreated
     | RunTriggered
@@ -200,6 +214,7 @@ Event = (
     | JobEnabled
     | JobDisabled
     | JobDeleted
+    | JobUpdated
 )
 
 EVENT_TYPES: dict[str, type[_Body]] = {
@@ -217,5 +232,6 @@ EVENT_TYPES: dict[str, type[_Body]] = {
         JobEnabled,
         JobDisabled,
         JobDeleted,
+        JobUpdated,
     )
 }

@@ -31,6 +31,7 @@ from events.types import (
     JobDeleted,
     JobDisabled,
     JobEnabled,
+    JobUpdated,
     RunCanceled,
     RunCancelRequested,
     RunCompleted,
@@ -40,7 +41,15 @@ from events.types import (
     RunRetryScheduled,
     RunTriggered,
 )
-from projections.tables import job_positions, jobs, projector_offsets, run_events, runs
+from events.versions import version_id_for
+from projections.tables import (
+    job_positions,
+    job_versions,
+    jobs,
+    projector_offsets,
+    run_events,
+    runs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +119,22 @@ JOB_CHANGES: dict[type, Changes] = {
     JobEnabled: lambda env, e: {"enabled": True, "updated_by": e.by},
     JobDisabled: lambda env, e: {"enabled": False, "updated_by": e.by},
     JobDeleted: lambda env, e: {"deleted_at": env.occurred_at, "updated_by": e.by},
+    JobUpdated: lambda env, e: {
+        "spec": _plain(e.spec), "name": e.spec.name, "version": e.version,
+        "version_id": e.version_id, "group_id": e.spec.group_id,
+        "environment_id": e.spec.environment_id, "updated_by": e.updated_by},
 }
+
+
+def _version_row(env: Envelope, event: JobCreated | JobUpdated) -> dict[str, Any]:
+    row = {"version_id": event.version_id or version_id_for(env.job_id, event.version),
+           "job_id": env.job_id, "project_id": env.project_id, "version": event.version,
+           "spec": _plain(event.spec), "changed_fields": [], "backwards_compatible": True,
+           "created_by": event.spec.created_by, "created_at": env.occurred_at}
+    if isinstance(event, JobUpdated):
+        row.update(changed_fields=event.changed_fields, created_by=event.updated_by,
+                   backwards_compatible=event.backwards_compatible)
+    return row
 
 
 def _run_row(env: Envelope, event: RunTriggered) -> dict[str, Any]:
@@ -138,6 +162,7 @@ class _Fold:
         self.jobs: list[dict[str, Any]] = []
         # Later job events, in order (rare: one statement each is cheap enough).
         self.job_changes: list[tuple[str, dict[str, Any]]] = []
+        self.versions: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self.new_runs: dict[str | None, dict[str, Any]] = {}  # full rows to insert
         self.changed_runs: dict[str, dict[str, Any]] = {}  # columns to update
@@ -145,6 +170,8 @@ class _Fold:
     def add(self, decoded: DecodedEvent) -> None:
         env, event = decoded.envelope, decoded.event
         self.events.append(_event_row(env, event))
+        if isinstance(event, JobCreated | JobUpdated):
+            self.versions.append(_version_row(env, event))
         if isinstance(event, JobCreated):
             self.jobs.append(_job_row(env, event))
         elif type(event) in JOB_CHANGES:
@@ -172,6 +199,8 @@ class _Fold:
             conn.execute(insert(jobs), self.jobs)
         for job_id, changes in self.job_changes:
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(changes))
+        if self.versions:
+            conn.execute(insert(job_versions), self.versions)
         if self.new_runs:
             conn.execute(insert(runs), list(self.new_runs.values()))
         shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}

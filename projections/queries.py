@@ -8,13 +8,13 @@ from sqlalchemy import Row, Select, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.projector import load_offsets
-from projections.tables import job_positions, jobs, run_events, runs
-from projections.views import JobView, RunEventView, RunView
+from projections.tables import job_positions, job_versions, jobs, run_events, runs
+from projections.views import JobVersionView, JobView, RunEventView, RunView
 
-V = TypeVar("V", JobView, RunView, RunEventView)
+V = TypeVar("V", JobView, RunView, RunEventView, JobVersionView)
 
-__all__ = ["find_job", "get_job", "get_job_by_slug", "get_run", "job_positions_of",
-           "list_run_events", "load_offsets"]
+__all__ = ["find_job", "get_job", "get_job_by_slug", "get_job_version", "get_run",
+           "job_positions_of", "list_job_versions", "list_run_events", "load_offsets"]
 
 
 def _aware(value: Any) -> Any:
@@ -91,3 +91,24 @@ async def job_positions_of(engine: AsyncEngine, job_ids: list[str]) -> dict[str,
                                   .where(job_positions.c.job_id.in_(job_ids)))
         return {str(job_id): int(seq) for job_id, seq in rows}
 
+
+
+async def list_job_versions(engine: AsyncEngine, project_id: str, job_id: str,
+                            below: int | None, limit: int) -> list[JobVersionView]:
+    """A job's versions, newest first, those below ``below`` (the keyset cursor)."""
+    query = select(job_versions).where((job_versions.c.job_id == job_id)
+                                       & (job_versions.c.project_id == project_id))
+    if below is not None:
+        query = query.where(job_versions.c.version < below)
+    async with engine.connect() as conn:
+        rows = await conn.execute(query.order_by(job_versions.c.version.desc()).limit(limit))
+        return [_view(row, JobVersionView) for row in rows]
+
+
+async def get_job_version(engine: AsyncEngine, project_id: str, job_id: str,
+                          version_id: str) -> JobVersionView | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(job_versions).where(
+            (job_versions.c.version_id == version_id) & (job_versions.c.job_id == job_id)
+            & (job_versions.c.project_id == project_id)))).first()
+        return None if row is None else _view(row, JobVersionView)

@@ -38,6 +38,21 @@ jobs = Table(
     Index("ix_jobs_project_created", "project_id", "created_at", "id"),
 )
 
+# Every version of every job, as it was made (job.created is version 1).
+job_versions = Table(
+    "job_versions", metadata,
+    Column("version_id", String(64), primary_key=True),
+    Column("job_id", String(64), nullable=False),
+    Column("project_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("changed_fields", JSON, nullable=False),
+    Column("backwards_compatible", Boolean, nullable=False),
+    Column("created_by", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_job_versions_job_version", "job_id", "version", unique=True),
+)
+
 runs = Table(
     "runs", metadata,
     Column("id", String(64), primary_key=True),

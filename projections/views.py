@@ -59,3 +59,15 @@ class RunEventView(msgspec.Struct, frozen=True, kw_only=True):
     command_id: str
     occurred_at: datetime
     data: dict[str, Any]
+
+
+class JobVersionView(msgspec.Struct, frozen=True, kw_only=True):
+    version_id: str
+    job_id: str
+    project_id: str
+    version: int
+    spec: dict[str, Any]
+    changed_fields: list[str]
+    backwards_compatible: bool
+    created_by: str | None
+    created_at: datetime

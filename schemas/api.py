@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from schemas.text import (
     Attempts,
@@ -122,6 +122,74 @@ class JobResponse(msgspec.Struct, kw_only=True):
     version_policy: str
     backwards_compatible: bool
     updated_by: str | None
+
+
+class PatchJobRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A partial definition: an absent field keeps its value, null clears a nullable one.
+    Every PATCH makes a new version. ``slug`` cannot change (the job's id follows from it);
+    ``enabled`` changes through batch-enable and batch-disable."""
+
+    name: Name | UnsetType = UNSET
+    slug: Slug | UnsetType = UNSET
+    endpoint_url: Url | UnsetType = UNSET
+    description: Description | UnsetType = UNSET
+    group_id: Identifier | UnsetType | None = UNSET
+    fallback_endpoint_url: Url | UnsetType | None = UNSET
+    max_attempts: Attempts | UnsetType = UNSET
+    timeout_secs: TimeoutSecs | UnsetType = UNSET
+    retry_strategy: Literal["fixed", "exponential", "custom"] | UnsetType = UNSET
+    retry_delays_secs: Annotated[list[DelaySecs], Meta(min_length=1, max_length=50)] | \
+        UnsetType = UNSET
+    payload_schema: JsonObject | UnsetType | None = UNSET
+    tags: Tags | UnsetType = UNSET
+    default_run_metadata: Metadata | UnsetType = UNSET
+    cron: Cron | UnsetType | None = UNSET
+    timezone: Timezone | UnsetType = UNSET
+    max_concurrency: Concurrency | UnsetType | None = UNSET
+    run_ttl_secs: TtlSecs | UnsetType | None = UNSET
+    environment_id: Identifier | UnsetType | None = UNSET
+    execution_window_cron: Cron | UnsetType | None = UNSET
+    rate_limit_max: RateMax | UnsetType | None = UNSET
+    rate_limit_window_secs: RateWindowSecs | UnsetType | None = UNSET
+    max_concurrency_per_key: Concurrency | UnsetType | None = UNSET
+    rate_limit_keys: Annotated[list[RateLimitKeyBody], Meta(max_length=50)] | \
+        UnsetType = UNSET
+    webhook_url: Url | UnsetType | None = UNSET
+    webhook_secret: Secret | UnsetType | None = UNSET
+    version_policy: Literal["pin", "latest"] | UnsetType = UNSET
+    backwards_compatible: bool | UnsetType = UNSET
+
+
+class JobVersionResponse(msgspec.Struct, kw_only=True):
+    """One immutable version of a job (seed 002's version object, plus what changed)."""
+
+    id: str
+    job_id: str
+    version: int
+    name: str
+    slug: str
+    description: str
+    cron: str | None
+    payload_schema: dict[str, Any] | None
+    tags: dict[str, str]
+    endpoint_url: str
+    fallback_endpoint_url: str | None
+    max_attempts: int
+    timeout_secs: int
+    webhook_url: str | None
+    webhook_secret: str | None
+    run_ttl_secs: int | None
+    created_at: datetime
+    version_policy: str
+    backwards_compatible: bool
+    created_by: str | None
+    changed_fields: list[str]
+
+
+class JobVersionPage(msgspec.Struct, kw_only=True):
+    data: list[JobVersionResponse]
+    has_more: bool
+    next_cursor: str | None
 
 
 class BatchToggleRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

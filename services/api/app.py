@@ -22,6 +22,7 @@ from services.api.errors import EXCEPTION_HANDLERS, request_id_of
 from services.api.health import ReadinessCache, healthz, readyz
 from services.api.job_delete import delete_job
 from services.api.job_toggles import batch_disable, batch_enable
+from services.api.job_versions import list_versions, read_version, update_job
 from services.api.jobs import create_job, read_job, trigger_job
 from services.api.runs import cancel_run, read_run, run_events
 from services.api.visibility import ProjectionWatcher
@@ -76,7 +77,7 @@ def create_app(settings: Settings) -> Litestar:
     app = Litestar(
         route_handlers=[healthz, readyz, create_job, read_job, trigger_job, trigger_bulk,
                         read_run, cancel_run, run_events, batch_enable, batch_disable,
-                        delete_job],
+                        delete_job, update_job, list_versions, read_version],
         lifespan=[kafka_and_store],
         middleware=[auth_middleware()],
         exception_handlers={**EXCEPTION_HANDLERS, StillPending: _pending},

@@ -19,6 +19,7 @@ from schemas.api import (
     CancelRunRequest,
     CreateJobRequest,
     ErrorBody,
+    PatchJobRequest,
     TriggerRunRequest,
 )
 from schemas.limits import MAX_JSON_DEPTH, MAX_JSON_INT, MIN_JSON_INT
@@ -74,6 +75,11 @@ ROUTES: dict[tuple[str, str], Route] = {
                  "retry_delays_secs": [10], "tags": {"team": "data"}}),
     ("get", _JOB): Route(_READ, links=_JOB_LINKS),
     ("delete", "/v1/jobs/{id_or_slug}"): Route((401, 403, 404, 503), accepted=True),
+    ("patch", "/v1/jobs/{id_or_slug}"): Route(
+        _COMMAND, PatchJobRequest, body_required=True, accepted=True, links=_JOB_LINKS,
+        example={"timeout_secs": 90, "fallback_endpoint_url": None}),
+    ("get", "/v1/jobs/{id_or_slug}/versions"): Route((400, 401, 404, 422, 503)),
+    ("get", "/v1/jobs/{id_or_slug}/versions/{version_id}"): Route(_READ),
     ("post", _TRIGGER): Route(_COMMAND, TriggerRunRequest, accepted=True, links=_RUN_LINKS,
                               example={"payload": {"date": "2024-05-01"},
                                        "metadata": {"requested_by": "docs"},
@@ -127,7 +133,8 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 # The response objects under the names of the resources they are, not of their classes
 # (Litestar's default): clients, and tools such as schemathesis's stateful phase, match a
 # route's resource (/v1/jobs: Job) with its schema by this name.
-RESOURCE_NAMES = {"JobResponse": "Job", "RunResponse": "Run", "RunEventResponse": "RunEvent"}
+RESOURCE_NAMES = {"JobResponse": "Job", "RunResponse": "Run", "RunEventResponse": "RunEvent",
+                  "JobVersionResponse": "JobVersion"}
 
 
 def _walk(node: Any, visit: Callable[[dict[str, Any]], None]) -> None:

@@ -18,6 +18,7 @@ from services.domain.commands import (
     ReportAttemptFailed,
     ReportAttemptSucceeded,
     TriggerRun,
+    UpdateJob,
     decode_command,
     encode_command,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "RunState",
     "RunStatus",
     "TriggerRun",
+    "UpdateJob",
     "accepts_triggers",
     "decide",
     "decode_command",

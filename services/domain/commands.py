@@ -89,6 +89,14 @@ class CancelWaitingRuns(_Command, frozen=True, kw_only=True, tag="job.cancel_wai
     every command of a deleted job); sent again until a chunk comes back short."""
 
 
+class UpdateJob(_Command, frozen=True, kw_only=True, tag="job.update"):
+    """Make a new version: ``changes`` (spec field -> new value, already validated by the
+    API) are applied to the job's current spec when the command is decided, so two
+    concurrent updates of different fields both land."""
+
+    changes: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
 Command = (
     CreateJob
     | TriggerRun
@@ -101,6 +109,7 @@ Command = (
     | DisableJob
     | DeleteJob
     | CancelWaitingRuns
+    | UpdateJob
 )
 
 _encoder = msgspec.json.Encoder()

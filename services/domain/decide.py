@@ -16,6 +16,7 @@ from services.domain.commands import (
     ReportAttemptFailed,
     ReportAttemptSucceeded,
     TriggerRun,
+    UpdateJob,
 )
 from services.domain.operations.cancel import decide_cancel
 from services.domain.operations.create_job import decide_create_job
@@ -25,6 +26,7 @@ from services.domain.operations.report import decide_report
 from services.domain.operations.timers import decide_fire_timers
 from services.domain.operations.toggle import decide_toggle
 from services.domain.operations.trigger import decide_trigger
+from services.domain.operations.update_job import decide_update
 from services.domain.results import Rejection, RunEvent
 from services.domain.state import Aggregate
 
@@ -51,6 +53,8 @@ def decide(state: Aggregate, command: Command, now: datetime) -> list[RunEvent] 
             return decide_toggle(state, command)
         case DeleteJob():
             return decide_delete(command)
+        case UpdateJob():
+            return decide_update(state, command)
         case CancelWaitingRuns():
             return []  # handle() drains the queued runs it loaded
     run = state.runs.get(command.run_id)

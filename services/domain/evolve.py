@@ -8,6 +8,7 @@ from events.types import (
     JobDeleted,
     JobDisabled,
     JobEnabled,
+    JobUpdated,
     RunCanceled,
     RunCancelRequested,
     RunCompleted,
@@ -45,6 +46,9 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
         enabled = event.spec.enabled if event.enabled is None else event.enabled
         return replace(state, job=replace(job, spec=event.spec, version=event.version,
                                           enabled=enabled))
+    if isinstance(event, JobUpdated):
+        return replace(state, job=replace(job, spec=event.spec, version=event.version,
+                                          updated_by=event.updated_by))
     if isinstance(event, JobDeleted):
         return replace(state, job=replace(job, deleted=True, updated_by=event.by))
     if isinstance(event, JobEnabled | JobDisabled):

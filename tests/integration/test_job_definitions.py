@@ -132,3 +132,49 @@ async def test_delete_hides_the_job_keeps_its_runs_and_cancels_waiting_ones(
             "name": "d", "slug": job["slug"], "endpoint_url": f"{endpoint.base_url}/echo"})
         assert again.status_code == 409
         assert "deleted" in again.json()["error"]["message"]
+
+
+async def test_patch_makes_versions_and_keeps_the_slug(ready_stack: RunningStack,
+                                                       endpoint: Endpoint) -> None:
+    async with ready_stack.client() as client:
+        job = (await client.post("/v1/jobs", json={
+            "name": "p", "slug": slug("patch"), "endpoint_url": f"{endpoint.base_url}/echo",
+            "fallback_endpoint_url": f"{endpoint.base_url}/echo", "tags": {"a": "1"},
+            "webhook_secret": "first-secret"})).json()
+        changed = await client.patch(f"/v1/jobs/{job['slug']}", json={
+            "timeout_secs": 90, "fallback_endpoint_url": None, "slug": job["slug"],
+            "webhook_secret": "second-secret"})
+        assert changed.status_code == 200, changed.text
+        v2 = changed.json()
+        assert v2["version"] == 2 and v2["version_id"] != job["version_id"]
+        assert v2["timeout_secs"] == 90 and v2["fallback_endpoint_url"] is None
+        assert v2["tags"] == {"a": "1"} and v2["webhook_secret"] == "********"
+        assert v2["updated_at"] > job["updated_at"]
+        v3 = (await client.patch(f"/v1/jobs/{job['id']}", json={"name": "p3"})).json()
+        assert v3["version"] == 3 and v3["name"] == "p3"
+
+        bad = await client.patch(f"/v1/jobs/{job['id']}", json={"slug": "other-slug"})
+        assert bad.status_code == 422
+        assert bad.json()["error"]["details"][0]["field"] == "slug"
+        half = await client.patch(f"/v1/jobs/{job['id']}", json={"rate_limit_max": 3})
+        assert half.status_code == 422
+        assert half.json()["error"]["details"][0]["field"] == "rate_limit_window_secs"
+
+        page = (await client.get(f"/v1/jobs/{job['id']}/versions", params={"limit": 2})).json()
+        assert [v["version"] for v in page["data"]] == [3, 2] and page["has_more"]
+        rest = (await client.get(f"/v1/jobs/{job['id']}/versions",
+                                 params={"limit": 2, "cursor": page["next_cursor"]})).json()
+        assert [v["version"] for v in rest["data"]] == [1] and not rest["has_more"]
+        assert rest["next_cursor"] is None
+        first = rest["data"][0]
+        assert first["id"] == job["version_id"] and first["timeout_secs"] == 30
+        assert first["fallback_endpoint_url"] == f"{endpoint.base_url}/echo"
+        assert page["data"][1]["changed_fields"] == ["fallback_endpoint_url", "timeout_secs",
+                                                     "webhook_secret_sha256"]
+        one = await client.get(f"/v1/jobs/{job['slug']}/versions/{v2['version_id']}")
+        assert one.status_code == 200 and one.json()["timeout_secs"] == 90
+        missing = await client.get(f"/v1/jobs/{job['slug']}/versions/jv_nope")
+        assert missing.status_code == 404
+        bad_cursor = await client.get(f"/v1/jobs/{job['id']}/versions",
+                                      params={"cursor": "!!"})
+        assert bad_cursor.status_code == 422

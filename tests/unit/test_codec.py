@@ -37,6 +37,8 @@ SAMPLES: dict[str, dict[str, object]] = {
     "job.enabled": {"by": "p:admin"},
     "job.disabled": {"by": "p:admin"},
     "job.deleted": {"by": "p:admin"},
+    "job.updated": {"spec": JobSpec(name="n", slug="s", endpoint_url="http://x"), "version": 2,
+                    "version_id": "jv_2", "changed_fields": ["name"]},
 }
 
 

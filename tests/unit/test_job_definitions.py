@@ -1,12 +1,20 @@
 """Job definitions in the core: create records a version id and how the job starts;
 enable and disable toggle whether it takes triggers, a repeat records nothing."""
 
-from events.types import JobCreated, JobDeleted, JobDisabled, JobEnabled, RateLimitKey
+from events.types import (
+    JobCreated,
+    JobDeleted,
+    JobDisabled,
+    JobEnabled,
+    JobUpdated,
+    RateLimitKey,
+)
 from services.domain import (
     DeleteJob,
     DisableJob,
     EnableJob,
     Rejection,
+    UpdateJob,
     accepts_triggers,
     decide,
     handle,
@@ -134,3 +142,37 @@ def test_a_delayed_run_of_a_deleted_job_is_canceled_when_its_retry_is_due() -> N
     decision = handle(state, fire(at(3600)))
     assert [type(e).__name__ for _, e in decision.events] == ["RunCanceled"]
     assert decision.state.runs["r1"].status.value == "canceled"
+
+
+def update(**changes: object) -> UpdateJob:
+    return UpdateJob(command_id=cid(), project_id="p", job_id="j", issued_at=T0,
+                     actor="p:operator", changes=changes)
+
+
+def test_every_update_makes_a_new_version_of_the_whole_spec() -> None:
+    state = handle(empty(), create(timeout_secs=30, tags={"a": "1"})).state
+    first = handle(state, update(timeout_secs=90, fallback_endpoint_url=None))
+    [(_, event)] = first.events
+    assert isinstance(event, JobUpdated)
+    assert (event.version, event.version_id) == (2, version_id_for("j", 2))
+    assert event.changed_fields == ["timeout_secs"]  # the fallback was null already
+    assert event.spec.timeout_secs == 90 and event.spec.tags == {"a": "1"}
+    assert first.state.job.version == 2 and first.state.job.updated_by == "p:operator"
+    same = handle(first.state, update())
+    [(_, empty_change)] = same.events
+    assert isinstance(empty_change, JobUpdated) and empty_change.version == 3
+    assert empty_change.changed_fields == []
+
+
+def test_an_update_may_not_change_the_slug_or_make_an_invalid_spec() -> None:
+    state = handle(empty(), create()).state
+    for changes in ({"slug": "other"}, {"enabled": False}, {"max_attempts": "three"}):
+        refused = decide(state, update(**changes), T0)
+        assert isinstance(refused, Rejection) and refused.code == "invalid", changes
+
+
+def test_an_update_keeps_the_jobs_enabled_state() -> None:
+    state = handle(empty(), create()).state
+    state = handle(state, enable(False)).state
+    [(_, event)] = handle(state, update(name="x")).events
+    assert isinstance(event, JobUpdated) and event.spec.enabled is False

@@ -32,6 +32,7 @@ from services.domain import (
     DisableJob,
     EnableJob,
     RunStatus,
+    UpdateJob,
     accepts_triggers,
     handle,
 )
@@ -144,6 +145,14 @@ class RunMachine(RuleBasedStateMachine):
         self.apply(kind(command_id=cid(), project_id="p", job_id="j", issued_at=self.now))
         assert accepts_triggers(self.state.job) is (on and not self.state.job.deleted)
 
+    @rule(timeout=st.integers(1, 60), attempts=st.integers(1, 4))
+    def update_the_job(self, timeout: int, attempts: int) -> None:
+        version = self.state.job.version
+        self.apply(UpdateJob(command_id=cid(), project_id="p", job_id="j", issued_at=self.now,
+                             changes={"timeout_secs": timeout, "max_attempts": attempts}))
+        if not self.state.job.deleted:
+            assert self.state.job.version == version + 1
+
     @rule()
     def delete_the_job(self) -> None:
         self.apply(DeleteJob(command_id=cid(), project_id="p", job_id="j", issued_at=self.now))
@@ -187,7 +196,9 @@ class RunMachine(RuleBasedStateMachine):
     @invariant()
     def attempts_within_limit(self) -> None:
         for run in self.state.runs.values():
-            assert 0 <= run.attempt <= self.max_attempts
+            # Each run keeps the max_attempts it was triggered with (an update may change
+            # the job's).
+            assert 0 <= run.attempt <= run.max_attempts
 
 
 RunMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40,
