@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.codec import DecodedEvent, decode_event
@@ -44,6 +44,7 @@ from events.types import (
 from events.versions import version_id_for
 from projections.tables import (
     job_positions,
+    job_tags,
     job_versions,
     jobs,
     projector_offsets,
@@ -163,6 +164,7 @@ class _Fold:
         # Later job events, in order (rare: one statement each is cheap enough).
         self.job_changes: list[tuple[str, dict[str, Any]]] = []
         self.versions: list[dict[str, Any]] = []
+        self.tags: list[tuple[str, dict[str, str]]] = []  # each version's, in order
         self.events: list[dict[str, Any]] = []
         self.new_runs: dict[str | None, dict[str, Any]] = {}  # full rows to insert
         self.changed_runs: dict[str, dict[str, Any]] = {}  # columns to update
@@ -172,6 +174,7 @@ class _Fold:
         self.events.append(_event_row(env, event))
         if isinstance(event, JobCreated | JobUpdated):
             self.versions.append(_version_row(env, event))
+            self.tags.append((env.job_id, event.spec.tags))
         if isinstance(event, JobCreated):
             self.jobs.append(_job_row(env, event))
         elif type(event) in JOB_CHANGES:
@@ -201,6 +204,11 @@ class _Fold:
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(changes))
         if self.versions:
             conn.execute(insert(job_versions), self.versions)
+        for job_id, tags in self.tags:
+            conn.execute(delete(job_tags).where(job_tags.c.job_id == job_id))
+            if tags:
+                conn.execute(insert(job_tags), [{"job_id": job_id, "key": k, "value": v}
+                                                for k, v in tags.items()])
         if self.new_runs:
             conn.execute(insert(runs), list(self.new_runs.values()))
         shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}

@@ -8,13 +8,13 @@ from sqlalchemy import Row, Select, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.projector import load_offsets
-from projections.tables import job_positions, job_versions, jobs, run_events, runs
+from projections.tables import job_positions, job_tags, job_versions, jobs, run_events, runs
 from projections.views import JobVersionView, JobView, RunEventView, RunView
 
 V = TypeVar("V", JobView, RunView, RunEventView, JobVersionView)
 
 __all__ = ["find_job", "get_job", "get_job_by_slug", "get_job_version", "get_run",
-           "job_positions_of", "list_job_versions", "list_run_events", "load_offsets"]
+           "job_positions_of", "list_job_versions", "list_jobs", "list_run_events", "load_offsets"]
 
 
 def _aware(value: Any) -> Any:
@@ -112,3 +112,34 @@ async def get_job_version(engine: AsyncEngine, project_id: str, job_id: str,
             (job_versions.c.version_id == version_id) & (job_versions.c.job_id == job_id)
             & (job_versions.c.project_id == project_id)))).first()
         return None if row is None else _view(row, JobVersionView)
+
+
+class JobFilters(msgspec.Struct, frozen=True, kw_only=True):
+    enabled: bool | None = None
+    tags: list[tuple[str, str]] = msgspec.field(default_factory=list)  # all must match
+    group_id: str | None = None
+    environment_id: str | None = None
+
+
+async def list_jobs(engine: AsyncEngine, project_id: str, filters: JobFilters,
+                    after: tuple[datetime, str] | None, limit: int) -> list[JobView]:
+    """The project's jobs (not deleted), newest first, keyset after ``after``
+    (created_at, id)."""
+    query = select(jobs).where((jobs.c.project_id == project_id) & jobs.c.deleted_at.is_(None))
+    if filters.enabled is not None:
+        query = query.where(jobs.c.enabled == filters.enabled)
+    if filters.group_id is not None:
+        query = query.where(jobs.c.group_id == filters.group_id)
+    if filters.environment_id is not None:
+        query = query.where(jobs.c.environment_id == filters.environment_id)
+    for key, value in filters.tags:
+        query = query.where(select(job_tags.c.job_id).where(
+            (job_tags.c.job_id == jobs.c.id) & (job_tags.c.key == key)
+            & (job_tags.c.value == value)).exists())
+    if after is not None:
+        created, job_id = after
+        query = query.where((jobs.c.created_at < created)
+                            | ((jobs.c.created_at == created) & (jobs.c.id < job_id)))
+    query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
+    async with engine.connect() as conn:
+        return [_view(row, JobView) for row in await conn.execute(query)]

@@ -53,6 +53,15 @@ job_versions = Table(
     Index("ix_job_versions_job_version", "job_id", "version", unique=True),
 )
 
+# A job's current tags, one row each: what the list's tag filter joins on.
+job_tags = Table(
+    "job_tags", metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+    Index("ix_job_tags_key_value", "key", "value"),
+)
+
 runs = Table(
     "runs", metadata,
     Column("id", String(64), primary_key=True),

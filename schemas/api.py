@@ -192,6 +192,12 @@ class JobVersionPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
+class JobPage(msgspec.Struct, kw_only=True):
+    data: list[JobResponse]
+    has_more: bool
+    next_cursor: str | None
+
+
 class BatchToggleRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ids: Annotated[list[Token],
                    Meta(min_length=1, max_length=1000,

@@ -21,6 +21,7 @@ from services.api.contract import complete_openapi
 from services.api.errors import EXCEPTION_HANDLERS, request_id_of
 from services.api.health import ReadinessCache, healthz, readyz
 from services.api.job_delete import delete_job
+from services.api.job_list import list_jobs_route
 from services.api.job_toggles import batch_disable, batch_enable
 from services.api.job_versions import list_versions, read_version, update_job
 from services.api.jobs import create_job, read_job, trigger_job
@@ -77,7 +78,8 @@ def create_app(settings: Settings) -> Litestar:
     app = Litestar(
         route_handlers=[healthz, readyz, create_job, read_job, trigger_job, trigger_bulk,
                         read_run, cancel_run, run_events, batch_enable, batch_disable,
-                        delete_job, update_job, list_versions, read_version],
+                        delete_job, update_job, list_versions, read_version,
+                        list_jobs_route],
         lifespan=[kafka_and_store],
         middleware=[auth_middleware()],
         exception_handlers={**EXCEPTION_HANDLERS, StillPending: _pending},

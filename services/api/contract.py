@@ -74,6 +74,7 @@ ROUTES: dict[tuple[str, str], Route] = {
                  "max_attempts": 5, "timeout_secs": 60, "retry_strategy": "exponential",
                  "retry_delays_secs": [10], "tags": {"team": "data"}}),
     ("get", _JOB): Route(_READ, links=_JOB_LINKS),
+    ("get", "/v1/jobs"): Route((400, 401, 422, 503)),
     ("delete", "/v1/jobs/{id_or_slug}"): Route((401, 403, 404, 503), accepted=True),
     ("patch", "/v1/jobs/{id_or_slug}"): Route(
         _COMMAND, PatchJobRequest, body_required=True, accepted=True, links=_JOB_LINKS,

@@ -178,3 +178,45 @@ async def test_patch_makes_versions_and_keeps_the_slug(ready_stack: RunningStack
         bad_cursor = await client.get(f"/v1/jobs/{job['id']}/versions",
                                       params={"cursor": "!!"})
         assert bad_cursor.status_code == 422
+
+
+async def test_list_filters_and_pages(ready_stack: RunningStack, endpoint: Endpoint) -> None:
+    group = uuid.uuid4().hex[:12]
+    async with ready_stack.client() as client:
+        made = []
+        for i in range(5):
+            body = {"name": f"l{i}", "slug": slug("list"), "group_id": group,
+                    "endpoint_url": f"{endpoint.base_url}/echo",
+                    "environment_id": "prod" if i % 2 else "dev",
+                    "tags": {"team": "a" if i < 3 else "b", "tier": str(i % 2)}}
+            made.append((await client.post("/v1/jobs", json=body)).json())
+        await client.post("/v1/jobs/batch-disable", json={"ids": [made[0]["id"]]})
+        await client.delete(f"/v1/jobs/{made[4]['id']}")
+
+        async def ids(**params: object) -> list[str]:
+            page = (await client.get("/v1/jobs", params={"group": group, **params})).json()
+            return [job["slug"] for job in page["data"]]
+
+        slugs = [job["slug"] for job in made]
+        assert await ids() == slugs[3::-1]  # newest first, the deleted one left out
+        assert await ids(enabled="false") == [slugs[0]]
+        assert await ids(environment="prod") == [slugs[3], slugs[1]]
+        assert await ids(tag=["team:a", "tier:1"]) == [slugs[1]]
+        assert await ids(tag="team:b") == [slugs[3]]
+
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params: dict[str, object] = {"group": group, "limit": 3}
+            if cursor:
+                params["cursor"] = cursor
+            page = (await client.get("/v1/jobs", params=params)).json()
+            seen += [job["slug"] for job in page["data"]]
+            if not page["has_more"]:
+                assert page["next_cursor"] is None
+                break
+            cursor = page["next_cursor"]
+        assert seen == slugs[3::-1]
+        for bad in ({"limit": 0}, {"limit": 1001}, {"tag": "novalue"}, {"cursor": "x"}):
+            answer = await client.get("/v1/jobs", params=bad)
+            assert 400 <= answer.status_code < 500, bad

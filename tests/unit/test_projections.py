@@ -277,3 +277,24 @@ async def test_every_job_field_and_the_toggles_are_projected(tmp_path: Path) -> 
     job = await get_job(engine, "p", "j")
     assert job is not None and job.enabled and job.updated_by == "p:admin"
     assert job.updated_at == at(4) and job.last_seq == 4
+
+
+async def test_versions_and_tags_follow_updates_and_the_list_filters_on_them(
+        tmp_path: Path) -> None:
+    from events.types import JobDeleted, JobUpdated
+    from projections.queries import JobFilters, list_job_versions, list_jobs
+
+    engine = await engine_at(tmp_path / "a.db")
+    await apply(engine, [
+        record(1, None, JobCreated(spec=spec(slug="a", tags={"t": "1"}))),
+        record(2, None, JobUpdated(spec=spec(slug="a", tags={"t": "2"}), version=2,
+                                   version_id="jv_2", changed_fields=["tags"]), offset=1),
+        record(1, None, JobCreated(spec=spec(slug="b", tags={"t": "2"})), offset=2,
+               job_id="k"),
+        record(2, None, JobDeleted(), offset=3, job_id="k"),
+    ])
+    versions = await list_job_versions(engine, "p", "j", None, 10)
+    assert [(v.version, v.changed_fields) for v in versions] == [(2, ["tags"]), (1, [])]
+    found = await list_jobs(engine, "p", JobFilters(tags=[("t", "2")]), None, 10)
+    assert [job.id for job in found] == ["j"]  # k is deleted
+    assert await list_jobs(engine, "p", JobFilters(tags=[("t", "1")]), None, 10) == []
