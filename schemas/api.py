@@ -198,6 +198,20 @@ class JobPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
+class BatchCreateItem(msgspec.Struct, kw_only=True):
+    """One item of a batch create, answered in its place."""
+
+    index: int
+    status: Literal["created", "rejected"]
+    job: JobResponse | None = None
+    error: "Error | None" = None
+
+
+class CloneJobRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    slug: Slug
+    name: Name | None = None
+
+
 class BatchToggleRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ids: Annotated[list[Token],
                    Meta(min_length=1, max_length=1000,

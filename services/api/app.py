@@ -20,6 +20,7 @@ from services.api.context import ApiContext, StillPending
 from services.api.contract import complete_openapi
 from services.api.errors import EXCEPTION_HANDLERS, request_id_of
 from services.api.health import ReadinessCache, healthz, readyz
+from services.api.job_batch import clone_job, create_jobs
 from services.api.job_delete import delete_job
 from services.api.job_list import list_jobs_route
 from services.api.job_toggles import batch_disable, batch_enable
@@ -79,7 +80,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[healthz, readyz, create_job, read_job, trigger_job, trigger_bulk,
                         read_run, cancel_run, run_events, batch_enable, batch_disable,
                         delete_job, update_job, list_versions, read_version,
-                        list_jobs_route],
+                        list_jobs_route, create_jobs, clone_job],
         lifespan=[kafka_and_store],
         middleware=[auth_middleware()],
         exception_handlers={**EXCEPTION_HANDLERS, StillPending: _pending},

@@ -17,6 +17,7 @@ from schemas.api import (
     BatchToggleRequest,
     BulkTriggerRequest,
     CancelRunRequest,
+    CloneJobRequest,
     CreateJobRequest,
     ErrorBody,
     PatchJobRequest,
@@ -75,6 +76,10 @@ ROUTES: dict[tuple[str, str], Route] = {
                  "retry_delays_secs": [10], "tags": {"team": "data"}}),
     ("get", _JOB): Route(_READ, links=_JOB_LINKS),
     ("get", "/v1/jobs"): Route((400, 401, 422, 503)),
+    ("post", "/v1/jobs/batch"): Route((400, 401, 403, 413, 422, 503)),
+    ("post", "/v1/jobs/{id_or_slug}/clone"): Route(
+        (400, 401, 403, 404, 409, 413, 422, 503), CloneJobRequest, body_required=True,
+        accepted=True, links=_JOB_LINKS, example={"slug": "nightly-report-copy"}),
     ("delete", "/v1/jobs/{id_or_slug}"): Route((401, 403, 404, 503), accepted=True),
     ("patch", "/v1/jobs/{id_or_slug}"): Route(
         _COMMAND, PatchJobRequest, body_required=True, accepted=True, links=_JOB_LINKS,

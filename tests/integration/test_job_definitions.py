@@ -220,3 +220,42 @@ async def test_list_filters_and_pages(ready_stack: RunningStack, endpoint: Endpo
         for bad in ({"limit": 0}, {"limit": 1001}, {"tag": "novalue"}, {"cursor": "x"}):
             answer = await client.get("/v1/jobs", params=bad)
             assert 400 <= answer.status_code < 500, bad
+
+
+async def test_batch_create_answers_each_item_and_clone_copies(
+        ready_stack: RunningStack, endpoint: Endpoint) -> None:
+    url = f"{endpoint.base_url}/echo"
+    taken = slug("taken")
+    async with ready_stack.client() as client:
+        assert (await client.post("/v1/jobs", json={"name": "t", "slug": taken,
+                                                    "endpoint_url": url})).status_code == 201
+        good, twice = slug("b"), slug("b")
+        items = [{"name": "ok", "slug": good, "endpoint_url": url, "tags": {"x": "1"},
+                  "webhook_secret": "clone-me-secret"},
+                 {"name": "bad", "slug": slug("b"), "endpoint_url": url, "max_attempts": 0},
+                 {"name": "first", "slug": twice, "endpoint_url": url},
+                 {"name": "second", "slug": twice, "endpoint_url": url},
+                 {"name": "exists", "slug": taken, "endpoint_url": url}]
+        answer = await client.post("/v1/jobs/batch", json=items)
+        assert answer.status_code == 200, answer.text
+        results = answer.json()
+        assert [r["status"] for r in results] == ["created", "rejected", "created",
+                                                  "rejected", "rejected"]
+        assert results[0]["job"]["slug"] == good
+        assert results[1]["error"]["details"][0]["field"] == "max_attempts"
+        assert "item 2" in results[3]["error"]["message"]
+        assert results[4]["error"]["code"] == "conflict"
+        too_many = await client.post("/v1/jobs/batch", json=[items[0]] * 101)
+        assert too_many.status_code == 422
+
+        source = results[0]["job"]
+        await client.patch(f"/v1/jobs/{good}", json={"timeout_secs": 77})
+        copy = await client.post(f"/v1/jobs/{good}/clone", json={"slug": slug("copy")})
+        assert copy.status_code == 201, copy.text
+        cloned = copy.json()
+        assert cloned["version"] == 1 and cloned["id"] != source["id"]
+        assert cloned["timeout_secs"] == 77 and cloned["tags"] == {"x": "1"}
+        assert cloned["name"] == "ok" and cloned["webhook_secret"] == "********"
+        again = await client.post(f"/v1/jobs/{good}/clone",
+                                  json={"slug": cloned["slug"], "name": "other"})
+        assert again.status_code == 409
