@@ -13,8 +13,10 @@ import msgspec
 
 # executor_error: the executor could not carry the order out at all (a bug or an order it
 # cannot read); the attempt fails permanently with the error as its message.
+# incompatible_version: the job runs its latest version, and an update since the run was
+# triggered changed payload_schema without backwards compatibility.
 ErrorKind = Literal["http_status", "timeout", "connection", "refused", "invalid_response",
-                    "executor_error"]
+                    "executor_error", "incompatible_version"]
 
 
 class RateLimitKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,6 +110,11 @@ class RunDispatched(_Body, frozen=True, kw_only=True):
     # Past this, with no report from an executor, the attempt counts as timed out (a lost
     # executor or a lost report must not leave a run running forever).
     deadline_at: datetime | None = None
+    # What this attempt runs with, as the job's version policy chose (None on events
+    # written before they were recorded: then the job's settings of the time).
+    fallback_endpoint_url: str | None = None
+    timeout_secs: int | None = None
+    job_version: int | None = None
 
 
 class RunCompleted(_Body, frozen=True, kw_only=True):

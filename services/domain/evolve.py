@@ -19,6 +19,7 @@ from events.types import (
     RunTriggered,
 )
 from services.domain.state import Aggregate, JobState, RunState, RunStatus
+from services.domain.version_policy import pin_of
 
 # Which of the job's counters a run in each status counts in.
 _COUNTER = {
@@ -47,8 +48,11 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
         return replace(state, job=replace(job, spec=event.spec, version=event.version,
                                           enabled=enabled))
     if isinstance(event, JobUpdated):
+        floor = job.compat_floor
+        if not event.backwards_compatible and "payload_schema" in event.changed_fields:
+            floor = event.version
         return replace(state, job=replace(job, spec=event.spec, version=event.version,
-                                          updated_by=event.updated_by))
+                                          updated_by=event.updated_by, compat_floor=floor))
     if isinstance(event, JobDeleted):
         return replace(state, job=replace(job, deleted=True, updated_by=event.by))
     if isinstance(event, JobEnabled | JobDisabled):
@@ -59,7 +63,9 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
         run = RunState(run_id=run_id, job_id=job.job_id, status=RunStatus.QUEUED,
                        priority=event.priority, position=job.seq,
                        max_attempts=event.max_attempts, timeout_secs=event.timeout_secs,
-                       payload=event.payload, metadata=event.metadata)
+                       payload=event.payload, metadata=event.metadata,
+                       job_version=event.job_version,
+                       pinned=None if job.spec is None else pin_of(job.spec))
         return Aggregate(job=_moved(job, None, run.status), runs={**state.runs, run_id: run})
 
     before = state.runs[run_id]

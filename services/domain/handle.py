@@ -39,14 +39,21 @@ def handle(state: Aggregate, command: Command) -> Decision:
     for run_id, event in drain(state):
         state = evolve(state, run_id, event)
         events.append((run_id, event))
-    for run_id in dispatchable(state):
-        dispatch = DispatchRun(command_id=command.command_id, project_id=command.project_id,
-                               job_id=command.job_id, issued_at=now, run_id=run_id)
-        followup = decide(state, dispatch, now)
-        assert not isinstance(followup, Rejection), followup
-        for rid, event in followup:
-            state = evolve(state, rid, event)
-            events.append((rid, event))
+    # Again while a round starts fewer runs than it picked (a run that may not run
+    # under the latest version fails instead of starting, leaving its room free).
+    while picked := dispatchable(state):
+        running = state.job.running_count
+        for run_id in picked:
+            dispatch = DispatchRun(command_id=command.command_id,
+                                   project_id=command.project_id, job_id=command.job_id,
+                                   issued_at=now, run_id=run_id)
+            followup = decide(state, dispatch, now)
+            assert not isinstance(followup, Rejection), followup
+            for rid, event in followup:
+                state = evolve(state, rid, event)
+                events.append((rid, event))
+        if state.job.running_count - running == len(picked):
+            break
 
     run_id = getattr(command, "run_id", None)
     answer = Answer(seq=state.job.seq, run_id=run_id)

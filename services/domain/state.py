@@ -34,6 +34,17 @@ TERMINAL = frozenset(
 )
 
 
+class PinnedSettings(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """What a run of a ``pin`` job keeps of the version it was triggered with, besides
+    max_attempts and timeout_secs (on the run already). Kept only under ``pin``, as an
+    array, so a queued run stays small."""
+
+    endpoint_url: str
+    fallback_endpoint_url: str | None = None
+    retry_strategy: str = "fixed"
+    retry_delays_secs: list[int] = msgspec.field(default_factory=lambda: [5])
+
+
 class RunState(msgspec.Struct, frozen=True, kw_only=True):
     """What decisions about one run need to know; the read model holds the rest."""
 
@@ -51,6 +62,8 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     next_retry_at: datetime | None = None
     deadline_at: datetime | None = None
+    job_version: int = 0
+    pinned: PinnedSettings | None = None
 
 
 class Answer(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,6 +100,9 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     enabled: bool | None = None
     updated_by: str | None = None
     deleted: bool = False
+    # Runs triggered under a version below this one may not run under the latest version:
+    # that version changed payload_schema without backwards compatibility.
+    compat_floor: int = 0
 
 
 def is_enabled(job: JobState) -> bool:

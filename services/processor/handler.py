@@ -55,6 +55,8 @@ RETRY_MAX_SECS = 5.0
 
 # The most queued runs one command loads as candidates to start.
 MAX_CANDIDATES = 1000
+# How many more queued runs a command loads while some may fail as incompatible_version.
+INCOMPATIBLE_LOOKAHEAD = 100
 # The most queued runs of a deleted job one command cancels.
 DRAIN_CHUNK = 500
 
@@ -140,6 +142,10 @@ def load(store: StateStore, command: Command) -> Aggregate:
         # Room now, plus what this command may free (each named run may end); a run the
         # command requeues is among the named ones.
         room = job.queued_count if limit is None else max(0, limit - job.running_count)
+        if job.compat_floor and job.spec.version_policy == "latest":
+            # Queued runs older than the floor fail at dispatch instead of starting, so
+            # look further for runs that may take the room they leave.
+            room += INCOMPATIBLE_LOOKAHEAD
         wanted.update(store.waiting(job.job_id, min(room + len(named), MAX_CANDIDATES)))
     runs = {rid: run for rid in wanted if (run := store.get_run(rid)) is not None}
     return Aggregate(job=job, runs=runs)
@@ -350,8 +356,10 @@ def _records(
             order = DispatchOrder(
                 run_id=run_id, job_id=command.job_id, project_id=command.project_id,
                 attempt=event.attempt, endpoint_url=event.endpoint_url,
-                fallback_endpoint_url=spec.fallback_endpoint_url,
-                timeout_secs=run.timeout_secs, payload=run.payload, metadata=run.metadata,
+                fallback_endpoint_url=(spec.fallback_endpoint_url if event.timeout_secs is None
+                                       else event.fallback_endpoint_url),
+                timeout_secs=event.timeout_secs or run.timeout_secs, payload=run.payload,
+                metadata=run.metadata,
             )
             orders.append((run_id, encode_dispatch(order)))
     return records, orders

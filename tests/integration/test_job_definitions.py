@@ -259,3 +259,45 @@ async def test_batch_create_answers_each_item_and_clone_copies(
         again = await client.post(f"/v1/jobs/{good}/clone",
                                   json={"slug": cloned["slug"], "name": "other"})
         assert again.status_code == 409
+
+
+async def test_version_policy_pin_and_latest_and_an_incompatible_schema(
+        ready_stack: RunningStack, endpoint: Endpoint) -> None:
+    async with ready_stack.client() as client:
+        paths = {}
+        for policy in ("pin", "latest"):
+            job = (await client.post("/v1/jobs", json={
+                "name": policy, "slug": slug(policy), "max_concurrency": 1,
+                "version_policy": policy,
+                "endpoint_url": f"{endpoint.base_url}/slow/1500"})).json()
+            first = (await client.post(f"/v1/jobs/{job['id']}/trigger", json={})).json()
+            second = (await client.post(f"/v1/jobs/{job['id']}/trigger", json={})).json()
+            assert second["status"] == "queued"
+            patched = await client.patch(f"/v1/jobs/{job['id']}",
+                                         json={"endpoint_url": f"{endpoint.base_url}/echo"})
+            assert patched.status_code == 200, patched.text
+            await wait_for_status(client, first["id"], {"completed"})
+            await wait_for_status(client, second["id"], {"completed"}, timeout=20)
+            paths[policy] = endpoint.for_run(second["id"])[0].path
+        assert paths == {"pin": "/slow/1500", "latest": "/echo"}
+
+        job = (await client.post("/v1/jobs", json={
+            "name": "compat", "slug": slug("compat"), "max_concurrency": 1,
+            "version_policy": "latest",
+            "endpoint_url": f"{endpoint.base_url}/slow/1500"})).json()
+        first = (await client.post(f"/v1/jobs/{job['id']}/trigger", json={})).json()
+        old = (await client.post(f"/v1/jobs/{job['id']}/trigger", json={"payload": 1})).json()
+        changed = await client.patch(f"/v1/jobs/{job['id']}", json={
+            "payload_schema": {"type": "object"}, "backwards_compatible": False})
+        assert changed.status_code == 200 and changed.json()["version"] == 2
+        new = (await client.post(f"/v1/jobs/{job['id']}/trigger",
+                                 json={"payload": {"ok": True}})).json()
+        await wait_for_status(client, first["id"], {"completed"})
+        failed = await wait_for_status(client, old["id"], {"failed", "completed"})
+        assert failed["status"] == "failed", failed
+        assert failed["error"]["kind"] == "incompatible_version"
+        assert "version 1" in failed["error"]["message"]
+        assert "version 2" in failed["error"]["message"]
+        assert endpoint.for_run(old["id"]) == []
+        assert (await wait_for_status(client, new["id"], {"completed"}, timeout=20))[
+            "job_version"] == 2

@@ -176,3 +176,66 @@ def test_an_update_keeps_the_jobs_enabled_state() -> None:
     state = handle(state, enable(False)).state
     [(_, event)] = handle(state, update(name="x")).events
     assert isinstance(event, JobUpdated) and event.spec.enabled is False
+
+
+def dispatched(decision_events: list) -> list:
+    from events.types import RunDispatched
+
+    return [e for _, e in decision_events if isinstance(e, RunDispatched)]
+
+
+def test_pin_runs_with_the_version_it_was_triggered_with_latest_with_the_newest() -> None:
+    from tests.unit.domain_support import succeed
+
+    for policy, expected in (("pin", "http://e.example/x"), ("latest", "http://new.example/y")):
+        state = handle(empty(), create(max_concurrency=1, version_policy=policy,
+                                       fallback_endpoint_url="http://fb.example/z")).state
+        state = handle(state, trigger("r1")).state  # starts at once
+        state = handle(state, trigger("r2")).state  # waits, triggered with version 1
+        state = handle(state, update(endpoint_url="http://new.example/y",
+                                     fallback_endpoint_url=None, timeout_secs=99)).state
+        [started] = dispatched(handle(state, succeed("r1")).events)
+        assert started.endpoint_url == expected, policy
+        assert started.job_version == 1
+        if policy == "pin":
+            assert (started.fallback_endpoint_url, started.timeout_secs) == (
+                "http://fb.example/z", 30)
+        else:
+            assert (started.fallback_endpoint_url, started.timeout_secs) == (None, 99)
+
+
+def test_an_incompatible_schema_change_fails_older_queued_runs_under_latest() -> None:
+    from events.types import RunFailed
+    from tests.unit.domain_support import succeed
+
+    state = handle(empty(), create(max_concurrency=1, version_policy="latest")).state
+    state = handle(state, trigger("r1")).state
+    state = handle(state, trigger("r2")).state
+    state = handle(state, trigger("r3")).state
+    state = handle(state, update(payload_schema={"type": "object"},
+                                 backwards_compatible=False)).state
+    assert state.job.compat_floor == 2
+    state = handle(state, trigger("r4")).state  # version 2: may run
+    decision = handle(state, succeed("r1"))
+    failed = [(rid, e) for rid, e in decision.events if isinstance(e, RunFailed)]
+    assert [rid for rid, _ in failed] == ["r2", "r3"]
+    failure = failed[0][1].failure
+    assert failure.kind == "incompatible_version" and not failure.retryable
+    assert "version 1" in failure.message and "version 2" in failure.message
+    # Their room went to the next compatible run, in the same command.
+    [started] = dispatched(decision.events)
+    assert started.job_version == 2 and decision.state.runs["r4"].status.value == "running"
+
+
+def test_compatible_or_schema_free_updates_and_pin_keep_old_runs_runnable() -> None:
+    for policy, changes in (("latest", {"payload_schema": {"type": "object"}}),
+                            ("latest", {"timeout_secs": 5, "backwards_compatible": False}),
+                            ("pin", {"payload_schema": {"type": "object"},
+                                     "backwards_compatible": False})):
+        state = handle(empty(), create(max_concurrency=1, version_policy=policy)).state
+        state = handle(state, trigger("r1")).state
+        state = handle(state, trigger("r2")).state
+        state = handle(state, update(**changes)).state
+        from tests.unit.domain_support import succeed
+
+        assert len(dispatched(handle(state, succeed("r1")).events)) == 1, (policy, changes)

@@ -115,7 +115,8 @@ def test_retryable_failure_schedules_a_retry_then_the_timer_requeues_it() -> Non
     assert isinstance(due.events[0][1], RunRequeued) and due.events[0][1].next_attempt == 2
     assert due.events[1][1] == RunDispatched(
         attempt=2, endpoint_url="http://e.example/x",
-        deadline_at=at(11) + timedelta(seconds=30 + REPORT_GRACE_SECS))
+        deadline_at=at(11) + timedelta(seconds=30 + REPORT_GRACE_SECS),
+        fallback_endpoint_url=None, timeout_secs=30, job_version=1)
 
 
 def test_permanent_failure_fails_at_once() -> None:

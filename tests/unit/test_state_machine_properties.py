@@ -55,7 +55,8 @@ LEGAL: dict[type, tuple[set[S | None], set[S]]] = {
     RunDispatched: ({S.QUEUED}, {S.RUNNING}),
     RunCompleted: ({S.RUNNING}, {S.COMPLETED}),
     RunRetryScheduled: ({S.RUNNING}, {S.DELAYED}),
-    RunFailed: ({S.RUNNING}, {S.FAILED, S.TIMED_OUT}),
+    # From queued: a run that may not run under the latest version (incompatible_version).
+    RunFailed: ({S.RUNNING, S.QUEUED}, {S.FAILED, S.TIMED_OUT}),
     RunCancelRequested: ({S.RUNNING}, {S.CANCELING}),
     RunRequeued: ({S.DELAYED}, {S.QUEUED}),
     RunCanceled: ({S.QUEUED, S.DELAYED, S.CANCELING}, {S.CANCELED}),
@@ -145,11 +146,17 @@ class RunMachine(RuleBasedStateMachine):
         self.apply(kind(command_id=cid(), project_id="p", job_id="j", issued_at=self.now))
         assert accepts_triggers(self.state.job) is (on and not self.state.job.deleted)
 
-    @rule(timeout=st.integers(1, 60), attempts=st.integers(1, 4))
-    def update_the_job(self, timeout: int, attempts: int) -> None:
+    @rule(timeout=st.integers(1, 60), attempts=st.integers(1, 4),
+          policy=st.sampled_from(["pin", "latest"]), compatible=st.booleans())
+    def update_the_job(self, timeout: int, attempts: int, policy: str,
+                       compatible: bool) -> None:
         version = self.state.job.version
+        self.max_attempts = max(self.max_attempts, attempts)
+        changes = {"timeout_secs": timeout, "max_attempts": attempts, "version_policy": policy,
+                   "backwards_compatible": compatible,
+                   "payload_schema": {"type": "object", "title": f"v{version + 1}"}}
         self.apply(UpdateJob(command_id=cid(), project_id="p", job_id="j", issued_at=self.now,
-                             changes={"timeout_secs": timeout, "max_attempts": attempts}))
+                             changes=changes))
         if not self.state.job.deleted:
             assert self.state.job.version == version + 1
 
@@ -196,9 +203,8 @@ class RunMachine(RuleBasedStateMachine):
     @invariant()
     def attempts_within_limit(self) -> None:
         for run in self.state.runs.values():
-            # Each run keeps the max_attempts it was triggered with (an update may change
-            # the job's).
-            assert 0 <= run.attempt <= run.max_attempts
+            # Under "latest" a run takes the newest max_attempts: the largest one seen.
+            assert 0 <= run.attempt <= self.max_attempts
 
 
 RunMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40,

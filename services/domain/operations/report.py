@@ -8,6 +8,7 @@ from services.domain.commands import ReportAttemptFailed, ReportAttemptSucceeded
 from services.domain.results import Rejection, RunEvent
 from services.domain.retry import GiveUp, retry_decision
 from services.domain.state import Aggregate, RunState, RunStatus
+from services.domain.version_policy import settings_for
 
 
 def decide_report(
@@ -36,7 +37,9 @@ def attempt_failed(state: Aggregate, run: RunState, failure: AttemptFailure,
     if run.status is RunStatus.CANCELING:
         return [(rid, RunCanceled(reason="canceled while running"))]
     assert state.job.spec is not None
-    decision = retry_decision(run.attempt, run.max_attempts, failure, state.job.spec, now)
+    settings = settings_for(state.job, run)
+    decision = retry_decision(run.attempt, settings.max_attempts, failure, settings.retry_spec,
+                              now)
     if isinstance(decision, GiveUp):
         status: Literal["failed", "timed_out"] = (
             "timed_out" if failure.kind == "timeout" else "failed"
