@@ -137,6 +137,29 @@ class RunCanceled(_Body, frozen=True, kw_only=True):
     by_system: bool = False
 
 
+class JobScheduleSet(_Body, frozen=True, kw_only=True):
+    """The job's cron schedule changed (created, edited, enabled, disabled, deleted):
+    ``next_tick_at`` is its next tick, computed from the time of the change; null, with
+    ``cron`` null, when the job has no schedule that fires."""
+
+    TYPE = "job.schedule_set"
+    next_tick_at: datetime | None = None
+    cron: str | None = None
+    timezone: str | None = None
+
+
+class JobCronTicked(_Body, frozen=True, kw_only=True):
+    """A cron tick fired and triggered the run ``run_id``. ``tick_at`` is the tick that
+    fired: after downtime the latest one due, with the ``missed`` earlier ticks skipped
+    (counted up to 1000). ``next_tick_at`` is the first tick after the firing."""
+
+    TYPE = "job.cron_ticked"
+    tick_at: datetime
+    run_id: str
+    next_tick_at: datetime | None = None
+    missed: int = 0
+
+
 Event = (
     JobCreated
     | RunTriggered
@@ -147,6 +170,8 @@ Event = (
     | RunFailed
     | RunCancelRequested
     | RunCanceled
+    | JobScheduleSet
+    | JobCronTicked
 )
 
 EVENT_TYPES: dict[str, type[_Body]] = {
@@ -161,5 +186,7 @@ EVENT_TYPES: dict[str, type[_Body]] = {
         RunFailed,
         RunCancelRequested,
         RunCanceled,
+        JobScheduleSet,
+        JobCronTicked,
     )
 }

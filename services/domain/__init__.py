@@ -10,6 +10,7 @@ from services.domain.commands import (
     Command,
     CreateJob,
     DispatchRun,
+    FireCronTick,
     FireDueTimers,
     ReportAttemptFailed,
     ReportAttemptSucceeded,
@@ -29,6 +30,7 @@ from services.domain.state import (
     RunStatus,
     accepts_triggers,
     dispatch_order,
+    job_due_at,
     timer_due_at,
 )
 
@@ -40,6 +42,7 @@ __all__ = [
     "CreateJob",
     "Decision",
     "DispatchRun",
+    "FireCronTick",
     "FireDueTimers",
     "JobState",
     "Rejection",
@@ -55,5 +58,6 @@ __all__ = [
     "encode_command",
     "evolve",
     "handle",
+    "job_due_at",
     "timer_due_at",
 ]

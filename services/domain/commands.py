@@ -72,6 +72,14 @@ class FireDueTimers(_Command, frozen=True, kw_only=True, tag="timers.fire"):
     run_ids: list[str] = msgspec.field(default_factory=list)
 
 
+class FireCronTick(_Command, frozen=True, kw_only=True, tag="cron.tick"):
+    """Issued by the processor's timer when the job's ``next_tick_at`` came: fire the
+    tick ``tick_at`` (the job's ``next_tick_at`` when the timer looked). A tick that is
+    no longer the job's next one was fired already, or its schedule changed: nothing."""
+
+    tick_at: datetime
+
+
 Command = (
     CreateJob
     | TriggerRun
@@ -80,6 +88,7 @@ Command = (
     | ReportAttemptFailed
     | CancelRun
     | FireDueTimers
+    | FireCronTick
 )
 
 _encoder = msgspec.json.Encoder()

@@ -8,6 +8,7 @@ from services.domain.commands import (
     Command,
     CreateJob,
     DispatchRun,
+    FireCronTick,
     FireDueTimers,
     ReportAttemptFailed,
     ReportAttemptSucceeded,
@@ -15,6 +16,7 @@ from services.domain.commands import (
 )
 from services.domain.operations.cancel import decide_cancel
 from services.domain.operations.create_job import decide_create_job
+from services.domain.operations.cron_tick import decide_cron_tick
 from services.domain.operations.dispatch import decide_dispatch
 from services.domain.operations.report import decide_report
 from services.domain.operations.timers import decide_fire_timers
@@ -35,6 +37,8 @@ def decide(state: Aggregate, command: Command, now: datetime) -> list[RunEvent] 
             return decide_trigger(state, command)
         case FireDueTimers():
             return decide_fire_timers(state, command, now)
+        case FireCronTick():
+            return decide_cron_tick(state, command, now)
     run = state.runs.get(command.run_id)
     if run is None:
         return Rejection("not_found", f"run {command.run_id} not found")

@@ -5,6 +5,8 @@ from msgspec.structs import replace
 from events.types import (
     Event,
     JobCreated,
+    JobCronTicked,
+    JobScheduleSet,
     RunCanceled,
     RunCancelRequested,
     RunCompleted,
@@ -14,7 +16,7 @@ from events.types import (
     RunRetryScheduled,
     RunTriggered,
 )
-from services.domain.state import Aggregate, JobState, RunState, RunStatus
+from services.domain.state import Aggregate, CronSchedule, JobState, RunState, RunStatus
 
 # Which of the job's counters a run in each status counts in.
 _COUNTER = {
@@ -40,6 +42,14 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
     job = replace(state.job, seq=state.job.seq + 1)
     if isinstance(event, JobCreated):
         return replace(state, job=replace(job, spec=event.spec, version=event.version))
+    if isinstance(event, JobScheduleSet):
+        schedule = None if event.cron is None else CronSchedule(event.cron,
+                                                                event.timezone or "UTC")
+        return replace(state, job=replace(job, schedule_of=schedule,
+                                          next_tick_at=event.next_tick_at))
+    if isinstance(event, JobCronTicked):
+        return replace(state, job=replace(job, next_tick_at=event.next_tick_at,
+                                          last_tick_at=event.tick_at))
     assert run_id is not None, f"{type(event).__name__} needs a run id"
     if isinstance(event, RunTriggered):
         run = RunState(run_id=run_id, job_id=job.job_id, status=RunStatus.QUEUED,

@@ -1,11 +1,13 @@
-"""handle(state, command): decide, apply the events, then dispatch whatever queued runs
-the decision lets start. What the processor calls for every command."""
+"""handle(state, command): decide, apply the events, then the follow-ups: dispatch
+whatever queued runs the decision lets start, and keep the job's cron schedule on the one
+it should have. What the processor calls for every command."""
 
 import msgspec
 
 from services.domain.commands import Command, DispatchRun
 from services.domain.decide import decide
 from services.domain.evolve import evolve
+from services.domain.operations.reschedule import reschedule
 from services.domain.results import Rejection, RunEvent
 from services.domain.state import Aggregate, Answer, RunStatus, dispatch_order
 
@@ -21,7 +23,7 @@ class Decision(msgspec.Struct, frozen=True):
 
 def handle(state: Aggregate, command: Command) -> Decision:
     """Decide a command at its own ``issued_at``, apply the events, then dispatch whatever
-    queued runs may now start.
+    queued runs may now start and reschedule the job's cron if its schedule changed.
 
     The caller keeps each command's answer and does not hand a repeated command id here
     again: a repeat gets the first answer and causes nothing.
@@ -43,6 +45,9 @@ def handle(state: Aggregate, command: Command) -> Decision:
         for rid, event in followup:
             state = evolve(state, rid, event)
             events.append((rid, event))
+    for rid, event in reschedule(state.job, now):
+        state = evolve(state, rid, event)
+        events.append((rid, event))
 
     run_id = getattr(command, "run_id", None)
     answer = Answer(seq=state.job.seq, run_id=run_id)

@@ -64,6 +64,13 @@ class Answer(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None = None
 
 
+class CronSchedule(msgspec.Struct, frozen=True):
+    """A cron expression and the IANA zone it is read in."""
+
+    cron: str
+    timezone: str
+
+
 class JobState(msgspec.Struct, frozen=True, kw_only=True):
     """A job's definition, its event sequence, and how many of its runs wait, are delayed
     or run.
@@ -82,11 +89,30 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     delayed_count: int = 0
     # Running and canceling runs: what max_concurrency limits.
     running_count: int = 0
+    # The cron schedule next_tick_at was computed for (None: no schedule fires), its
+    # next tick, and the last tick that fired (ticks only move forward: a tick never
+    # fires twice, so the run id derived from it is never reused).
+    schedule_of: CronSchedule | None = None
+    next_tick_at: datetime | None = None
+    last_tick_at: datetime | None = None
 
 
 def accepts_triggers(job: JobState) -> bool:
     """Whether the job takes new runs, from callers and from its cron alike."""
     return job.spec is not None and job.spec.enabled
+
+
+def wanted_schedule(job: JobState) -> CronSchedule | None:
+    """The schedule the job should tick on now: its cron while it takes triggers."""
+    if job.spec is None or job.spec.cron is None or not accepts_triggers(job):
+        return None
+    return CronSchedule(job.spec.cron, job.spec.timezone)
+
+
+def job_due_at(job: JobState) -> datetime | None:
+    """When the processor's timer must look at the job itself (not at one of its runs):
+    its next cron tick."""
+    return job.next_tick_at
 
 
 def dispatch_order(run: RunState) -> tuple[int, int]:

@@ -10,6 +10,7 @@ from services.domain import (
     Aggregate,
     CancelRun,
     CreateJob,
+    FireCronTick,
     FireDueTimers,
     JobState,
     ReportAttemptFailed,
@@ -78,3 +79,8 @@ def cancel(run_id: str = "r1", now: datetime = T0) -> CancelRun:
 def fire(now: datetime, run_ids: Iterable[str] = ("r1",)) -> FireDueTimers:
     return FireDueTimers(command_id=cid(), project_id="p", job_id="j", issued_at=now,
                          run_ids=list(run_ids))
+
+
+def tick(tick_at: datetime, now: datetime | None = None) -> FireCronTick:
+    return FireCronTick(command_id=cid(), project_id="p", job_id="j", issued_at=now or tick_at,
+                        tick_at=tick_at, actor="timer", awaits_outcome=False)

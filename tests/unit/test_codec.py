@@ -20,7 +20,7 @@ from events import (
 from events.types import Event
 from services.domain import decode_command, encode_command
 from services.domain.commands import Command
-from tests.unit.domain_support import cancel, create, fail, fire, succeed, trigger
+from tests.unit.domain_support import cancel, create, fail, fire, succeed, tick, trigger
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 FAILURE = AttemptFailure(kind="http_status", message="503", status_code=503)
@@ -34,6 +34,8 @@ SAMPLES: dict[str, dict[str, object]] = {
     "run.failed": {"attempt": 3, "failure": FAILURE, "status": "timed_out"},
     "run.cancel_requested": {"reason": "stop"},
     "run.canceled": {"reason": "stop", "by_system": True},
+    "job.schedule_set": {"next_tick_at": NOW, "cron": "* * * * *", "timezone": "UTC"},
+    "job.cron_ticked": {"tick_at": NOW, "run_id": "run_1", "next_tick_at": NOW, "missed": 2},
 }
 
 
@@ -72,7 +74,8 @@ def test_newer_version_is_skipped_and_unknown_fields_are_ignored() -> None:
 
 
 @pytest.mark.parametrize("command", [create(), trigger(), succeed(result=[1]), fail(),
-                                     cancel(), fire(NOW)], ids=lambda c: type(c).__name__)
+                                     cancel(), fire(NOW), tick(NOW)],
+                         ids=lambda c: type(c).__name__)
 def test_commands_round_trip(command: Command) -> None:
     assert decode_command(encode_command(command)) == command
 

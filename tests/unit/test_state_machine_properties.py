@@ -4,7 +4,9 @@ A Hypothesis state machine drives ``handle`` with arbitrary commands (including 
 attempts, repeats, cancels at any time and a clock that jumps) and checks after every
 step: transitions follow the state machine, terminal runs never change, seq is gapless,
 concurrency limits hold, the job's run indexes agree with the runs, attempts stay within
-max_attempts, and a rejected command changes nothing.
+max_attempts, and a rejected command changes nothing. Cron ticks (the due one, stale or
+early ones, after any delay) fire each tick at most once, with a fresh run, and keep
+the job's next tick after its last one and on the schedule it should have.
 """
 
 from datetime import timedelta
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from events.types import (
+    JobCronTicked,
     RunCanceled,
     RunCancelRequested,
     RunCompleted,
@@ -25,7 +28,18 @@ from events.types import (
     RunTriggered,
 )
 from services.domain import TERMINAL, Aggregate, Command, RunStatus, handle
-from tests.unit.domain_support import T0, cancel, create, empty, fail, fire, succeed, trigger
+from services.domain.state import wanted_schedule
+from tests.unit.domain_support import (
+    T0,
+    cancel,
+    create,
+    empty,
+    fail,
+    fire,
+    succeed,
+    tick,
+    trigger,
+)
 
 S = RunStatus
 # event type -> (statuses it may follow, status it leads to)
@@ -51,15 +65,19 @@ class RunMachine(RuleBasedStateMachine):
         self.limit: int | None = None
         self.max_attempts = 3
         self.last: Command | None = None
+        self.ticks_fired: list[object] = []
 
     @initialize(max_attempts=st.integers(1, 4), limit=st.none() | st.integers(1, 3),
                 strategy=st.sampled_from(["fixed", "exponential", "custom"]),
-                delays=st.lists(st.integers(0, 30), min_size=1, max_size=3))
+                delays=st.lists(st.integers(0, 30), min_size=1, max_size=3),
+                cron=st.sampled_from([None, "* * * * *", "*/5 * * * *", "30 2 * * *"]),
+                timezone=st.sampled_from(["UTC", "Europe/Paris"]))
     def create_job(self, max_attempts: int, limit: int | None, strategy: str,
-                   delays: list[int]) -> None:
+                   delays: list[int], cron: str | None, timezone: str) -> None:
         self.max_attempts, self.limit = max_attempts, limit
         self.apply(create(self.now, max_attempts=max_attempts, max_concurrency=limit,
-                          retry_strategy=strategy, retry_delays_secs=delays))
+                          retry_strategy=strategy, retry_delays_secs=delays, cron=cron,
+                          timezone=timezone))
 
     def apply(self, command: Command) -> None:
         before = self.state
@@ -67,6 +85,9 @@ class RunMachine(RuleBasedStateMachine):
         self.last = command
         statuses = {rid: run.status for rid, run in before.runs.items()}
         for run_id, event in decision.events:
+            if isinstance(event, JobCronTicked):
+                assert event.tick_at not in self.ticks_fired, "a tick fired twice"
+                self.ticks_fired.append(event.tick_at)
             if run_id is None:
                 continue
             previous = statuses.get(run_id)
@@ -118,6 +139,14 @@ class RunMachine(RuleBasedStateMachine):
         self.now += timedelta(seconds=seconds)
         self.apply(fire(self.now, self.run_ids))
 
+    @rule(seconds=st.integers(0, 4000), stale=st.integers(-120, 120))
+    def time_passes_and_cron_ticks(self, seconds: int, stale: int) -> None:
+        # The timer asks for the job's next tick once it is due, or for a stale, early or
+        # made-up one (a second timer, a restart): only the due one may fire.
+        self.now += timedelta(seconds=seconds)
+        due = self.state.job.next_tick_at or self.now
+        self.apply(tick(due + timedelta(seconds=stale) if stale % 3 == 0 else due, self.now))
+
     @rule()
     def repeat_last_command_decided_again(self) -> None:
         # What the processor does after losing its state write: decide the same command
@@ -151,6 +180,14 @@ class RunMachine(RuleBasedStateMachine):
         # Work-conserving: a queued run only waits while the limit is reached.
         assert spec.max_concurrency is not None
         assert job.running_count >= spec.max_concurrency
+
+    @invariant()
+    def schedule_follows_the_job(self) -> None:
+        job = self.state.job
+        assert job.schedule_of == wanted_schedule(job)
+        assert (job.next_tick_at is None) == (job.schedule_of is None) or job.spec is None
+        if job.next_tick_at and job.last_tick_at:
+            assert job.next_tick_at > job.last_tick_at
 
     @invariant()
     def attempts_within_limit(self) -> None:
