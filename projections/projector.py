@@ -21,13 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.codec import DecodedEvent, decode_event
 from events.envelope import Envelope
 from events.types import (
     JobCreated,
+    JobCronTicked,
+    JobScheduleSet,
     RunCanceled,
     RunCancelRequested,
     RunCompleted,
@@ -91,12 +93,19 @@ RUN_CHANGES: dict[type, Changes] = {
 }
 
 
+# What each job event changes in its job's row.
+JOB_CHANGES: dict[type, Changes] = {
+    JobScheduleSet: lambda env, e: {"next_tick_at": e.next_tick_at},
+    JobCronTicked: lambda env, e: {"next_tick_at": e.next_tick_at},
+}
+
+
 def _job_row(env: Envelope, event: JobCreated) -> dict[str, Any]:
     spec = event.spec
     return {"id": env.job_id, "project_id": env.project_id, "slug": spec.slug,
             "name": spec.name, "spec": _plain(spec), "version": event.version,
             "enabled": spec.enabled, "created_at": env.occurred_at,
-            "updated_at": env.occurred_at, "last_seq": env.seq}
+            "updated_at": env.occurred_at, "last_seq": env.seq, "next_tick_at": None}
 
 
 def _run_row(env: Envelope, event: RunTriggered) -> dict[str, Any]:
@@ -125,12 +134,17 @@ class _Fold:
         self.events: list[dict[str, Any]] = []
         self.new_runs: dict[str | None, dict[str, Any]] = {}  # full rows to insert
         self.changed_runs: dict[str, dict[str, Any]] = {}  # columns to update
+        self.created_jobs: dict[str, dict[str, Any]] = {}  # the rows of self.jobs by id
+        self.changed_jobs: dict[str, dict[str, Any]] = {}  # columns to update
 
     def add(self, decoded: DecodedEvent) -> None:
         env, event = decoded.envelope, decoded.event
         self.events.append(_event_row(env, event))
         if isinstance(event, JobCreated):
-            self.jobs.append(_job_row(env, event))
+            self.jobs.append(row := _job_row(env, event))
+            self.created_jobs[env.job_id] = row
+        elif type(event) in JOB_CHANGES:
+            self._change_job(env, JOB_CHANGES[type(event)](env, event))
         elif isinstance(event, RunTriggered):
             if env.run_id in self.new_runs:
                 raise RunTriggeredTwice(f"run {env.run_id} triggered twice in one batch")
@@ -147,9 +161,17 @@ class _Fold:
             elif env.run_id is not None:  # an update of run id NULL matches no row
                 self.changed_runs.setdefault(env.run_id, {}).update(changes)
 
+    def _change_job(self, env: Envelope, changes: dict[str, Any]) -> None:
+        # A job created in this batch is inserted with the change; an older one updated.
+        if (row := self.created_jobs.get(env.job_id)) is not None:
+            row.update(changes)
+        else:
+            self.changed_jobs.setdefault(env.job_id, {}).update(changes)
+
     def write(self, conn: Connection) -> None:
         if self.jobs:
             conn.execute(insert(jobs), self.jobs)
+        _update_by_id(conn, jobs, self.changed_jobs)
         if self.new_runs:
             conn.execute(insert(runs), list(self.new_runs.values()))
         shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -162,6 +184,18 @@ class _Fold:
             conn.execute(stmt, rows)
         if self.events:
             conn.execute(insert(run_events), self.events)
+
+
+def _update_by_id(conn: Connection, table: Table, changed: dict[str, dict[str, Any]]) -> None:
+    """One executemany per shape of change (the set of columns it writes), as for runs."""
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row_id, changes in changed.items():
+        shape = tuple(sorted(changes))
+        shapes.setdefault(shape, []).append({**changes, "b_id": row_id})
+    for shape, rows in shapes.items():
+        stmt = (update(table).where(table.c.id == bindparam("b_id"))
+                .values({column: bindparam(column) for column in shape}))
+        conn.execute(stmt, rows)
 
 
 def _stored_positions(conn: Connection, job_ids: Iterable[str]) -> dict[str, int]:

@@ -28,6 +28,8 @@ jobs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("last_seq", BigInteger, nullable=False),
+    # The next cron tick (null: no schedule fires), from job.schedule_set / cron_ticked.
+    Column("next_tick_at", DateTime(timezone=True)),
     Index("ix_jobs_project_slug", "project_id", "slug", unique=True),
 )
 

@@ -17,6 +17,7 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     updated_at: datetime
     last_seq: int
+    next_tick_at: datetime | None = None
 
 
 class RunView(msgspec.Struct, frozen=True, kw_only=True):

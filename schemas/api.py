@@ -85,6 +85,9 @@ class JobResponse(msgspec.Struct, kw_only=True):
     created_by: str | None
     created_at: datetime
     updated_at: datetime
+    next_tick_at: Annotated[datetime | None, Meta(
+        description="when the cron schedule fires next (UTC); null without a cron or while "
+                    "the job takes no triggers")] = None
 
 
 class TriggerRunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

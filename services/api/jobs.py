@@ -26,7 +26,8 @@ from services.domain import CreateJob, TriggerRun
 def job_response(view: JobView) -> JobResponse:
     fields = {**view.spec, "id": view.id, "project_id": view.project_id,
               "version": view.version, "enabled": view.enabled,
-              "created_at": view.created_at, "updated_at": view.updated_at}
+              "created_at": view.created_at, "updated_at": view.updated_at,
+              "next_tick_at": view.next_tick_at}
     return msgspec.convert(fields, JobResponse, from_attributes=False)
 
 
