@@ -1,17 +1,26 @@
 """What the processor keeps in memory beside its tables: which queued run of each job
-starts next, and which runs a timer waits for.
+starts next, which runs a timer waits for, and which jobs a timer waits for (their next
+cron tick).
 
-Both are derived from the run records alone (``dispatch_order``, ``timer_due_at``), so
-they need no changelog of their own: they are updated from every run record written and
-rebuilt from the runs table after a rebalance. That keeps what a command writes to the
-log independent of how many runs wait, and spares the timer a scan of every job.
+Each is derived from records alone (``dispatch_order`` and ``timer_due_at`` of the runs,
+``job_due_at`` of the jobs), so they need no changelog of their own: they are updated
+from every record written and rebuilt from the tables after a rebalance. That keeps what
+a command writes to the log independent of how many runs wait, and spares the timer a
+scan of every job.
 """
 
 import heapq
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from services.domain import RunState, RunStatus, dispatch_order, timer_due_at
+from services.domain import (
+    JobState,
+    RunState,
+    RunStatus,
+    dispatch_order,
+    job_due_at,
+    timer_due_at,
+)
 
 # A run the timer asked about and that is still due is asked about again after this long,
 # and then less and less often: a timer command that keeps failing must not flood the log.
@@ -107,3 +116,41 @@ class RunIndexes:
         self.queue, self.timers = QueueIndex(), TimerIndex()
         for run in runs:
             self.update(run)
+
+
+class JobTimerIndex:
+    """Jobs a timer waits for (``job_due_at``: the next cron tick), by when; a heap with
+    lazy deletion, like TimerIndex, and asked about again the same way while still due."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[datetime, datetime, str]] = []  # ask at, due, job
+        self._due: dict[str, datetime] = {}
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def update(self, job: JobState) -> None:
+        due = job_due_at(job)
+        if due is None:
+            self._due.pop(job.job_id, None)
+        elif self._due.get(job.job_id) != due:
+            self._due[job.job_id] = due
+            heapq.heappush(self._heap, (due, due, job.job_id))
+
+    def rebuild(self, jobs: Iterable[JobState]) -> None:
+        self._heap, self._due = [], {}
+        for job in jobs:
+            self.update(job)
+
+    def take_due(self, now: datetime, limit: int = 500) -> list[str]:
+        """Jobs due by ``now`` (at most ``limit``). Each stays indexed and comes back
+        later, less and less often, until its record changes."""
+        found: list[str] = []
+        while self._heap and self._heap[0][0] <= now and len(found) < limit:
+            ask_at, due, job_id = heapq.heappop(self._heap)
+            if self._due.get(job_id) != due:
+                continue  # the job moved on since this entry was made
+            found.append(job_id)
+            wait = min(max(ASK_AGAIN, (ask_at - due) * 2), ASK_AGAIN_MAX)
+            heapq.heappush(self._heap, (now + wait, due, job_id))
+        return found

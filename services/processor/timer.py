@@ -1,9 +1,11 @@
-"""The processor's timer: asks for due retries and overdue attempts to be decided.
+"""The processor's timer: asks for due retries, overdue attempts and due cron ticks to
+be decided.
 
-It only asks: requeueing or timing out is a command like any other (FireDueTimers, naming
-the runs), so it is on the log and decided in order with everything else the job receives.
-The due runs come from the store's timer index, so a tick costs what is due, not a scan of
-every job; a run that stays due is asked about again less and less often (TimerIndex).
+It only asks: requeueing, timing out or firing a tick is a command like any other
+(FireDueTimers naming the runs, FireCronTick naming the tick), so it is on the log and
+decided in order with everything else the job receives. The due runs and jobs come from
+the store's timer indexes, so a tick costs what is due, not a scan of every job; what stays
+due is asked about again less and less often (TimerIndex, JobTimerIndex).
 """
 
 import logging
@@ -13,7 +15,7 @@ from datetime import UTC, datetime
 
 from services.deadletter import dead_letter, encode_dead_letter
 from services.domain import encode_command
-from services.domain.commands import FireDueTimers
+from services.domain.commands import FireCronTick, FireDueTimers
 from services.processor.ports import TableStore
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,30 @@ async def ask_for_due_timers(store: TableStore, send_command: Send, send_letter:
                     run_ids=run_ids[start:start + RUNS_PER_COMMAND])
                 await send_command(job_id.encode(), encode_command(command))
                 sent += 1
+        except Exception as exc:  # one job's bad state must not stop the timer
+            letter = dead_letter("timer", exc, "skipped by the timer this tick", key=job_id)
+            await send_letter(job_id.encode(), encode_dead_letter(letter))
+    return sent
+
+
+async def ask_for_cron_ticks(store: TableStore, send_command: Send, send_letter: Send,
+                             now: datetime | None = None) -> int:
+    """Send one FireCronTick per job whose next tick is due; returns how many were sent.
+    A tick asked for twice (a slow processor, a restart) fires once: the second finds the
+    job's next tick moved on."""
+    now = now or datetime.now(UTC)
+    sent = 0
+    for job_id in store.due_jobs(now):
+        try:
+            job = store.get_job(job_id)
+            if job is None or job.next_tick_at is None or job.next_tick_at > now:
+                continue
+            command = FireCronTick(
+                command_id=f"cron:{job_id}:{uuid.uuid4().hex}", project_id=job.project_id,
+                job_id=job_id, issued_at=now, actor="timer", awaits_outcome=False,
+                tick_at=job.next_tick_at)
+            await send_command(job_id.encode(), encode_command(command))
+            sent += 1
         except Exception as exc:  # one job's bad state must not stop the timer
             letter = dead_letter("timer", exc, "skipped by the timer this tick", key=job_id)
             await send_letter(job_id.encode(), encode_dead_letter(letter))
