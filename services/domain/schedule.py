@@ -21,9 +21,9 @@ All instants in and out are timezone-aware; results are in UTC.
 """
 
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cronsim import CronSim
+from cronsim import CronSim, CronSimError
 
 # The most missed ticks counted one by one after a timer was late (downtime); past it
 # the latest one is found directly and ``missed`` says "at least this many". Counting
@@ -33,9 +33,13 @@ MISSED_COUNTED = 1000
 
 def next_tick(cron: str, timezone: str, after: datetime) -> datetime | None:
     """The schedule's first tick strictly after ``after``, in UTC; None if it has none
-    within cronsim's horizon (50 years)."""
-    local = after.astimezone(ZoneInfo(timezone))
-    ticks = CronSim(cron, local)
+    within cronsim's horizon (50 years), or if the expression or zone cannot be read (the
+    API refuses those; a stored one that this build cannot read must not make every
+    command of its job fail: the job just does not tick, with ``next_tick_at`` null)."""
+    try:
+        ticks = CronSim(cron, after.astimezone(ZoneInfo(timezone)))
+    except (CronSimError, ZoneInfoNotFoundError, ValueError):
+        return None
     try:
         while True:
             tick = next(ticks).astimezone(UTC)

@@ -114,3 +114,9 @@ def test_latest_and_next_agree(when: datetime, cron: str, tz: str) -> None:
     assert latest is not None and latest <= when
     following = next_tick(cron, tz, latest)
     assert following is not None and following > when
+
+
+def test_a_schedule_that_cannot_be_read_or_never_fires_has_no_tick() -> None:
+    at = utc(2026, 1, 1)
+    assert next_tick("not cron", "UTC", at) is None
+    assert next_tick("* * * * *", "Mars/Olympus_Mons", at) is None
