@@ -15,6 +15,7 @@ from typing import Any
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from msgspec.structs import replace
 
 from events.types import (
     JobCronTicked,
@@ -146,6 +147,21 @@ class RunMachine(RuleBasedStateMachine):
         self.now += timedelta(seconds=seconds)
         due = self.state.job.next_tick_at or self.now
         self.apply(tick(due + timedelta(seconds=stale) if stale % 3 == 0 else due, self.now))
+
+    @rule(enabled=st.booleans(), cron=st.sampled_from([None, "* * * * *", "*/5 * * * *"]),
+          seconds=st.integers(0, 600))
+    def definition_changes_then_any_command(self, enabled: bool, cron: str | None,
+                                            seconds: int) -> None:
+        # Editing, enabling and disabling belong to the jobs piece: here the definition is
+        # swapped as their events would leave it, and the next command's follow-up must
+        # put the schedule right (the invariant below), whatever that command is.
+        spec = self.state.job.spec
+        if spec is None:
+            return
+        job = replace(self.state.job, spec=replace(spec, enabled=enabled, cron=cron))
+        self.state = replace(self.state, job=job)
+        self.now += timedelta(seconds=seconds)
+        self.apply(tick(self.state.job.next_tick_at or self.now, self.now))
 
     @rule()
     def repeat_last_command_decided_again(self) -> None:
