@@ -40,6 +40,8 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     environment_id: str | None = None
     enabled: bool = True
     created_by: str | None = None
+    # At most this many runs of one concurrency_key run at once (None: no per-key limit).
+    max_concurrency_per_key: int | None = None
 
 
 class _Body(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,6 +70,9 @@ class RunTriggered(_Body, frozen=True, kw_only=True):
     correlation_id: str | None = None
     # Runs triggered by one bulk request share it.
     batch_id: str | None = None
+    # The lane the run queues in: max_concurrency_per_key counts per key, and keys take
+    # turns at equal priority (None: the lane of runs without a key).
+    concurrency_key: str | None = None
 
 
 class RunDispatched(_Body, frozen=True, kw_only=True):

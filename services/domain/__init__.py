@@ -26,11 +26,13 @@ from services.domain.state import (
     TERMINAL,
     Aggregate,
     JobState,
+    KeyState,
     RunState,
     RunStatus,
     accepts_triggers,
     dispatch_order,
     job_due_at,
+    lane_of,
     timer_due_at,
 )
 
@@ -45,6 +47,7 @@ __all__ = [
     "FireCronTick",
     "FireDueTimers",
     "JobState",
+    "KeyState",
     "Rejection",
     "ReportAttemptFailed",
     "ReportAttemptSucceeded",
@@ -59,5 +62,6 @@ __all__ = [
     "evolve",
     "handle",
     "job_due_at",
+    "lane_of",
     "timer_due_at",
 ]

@@ -39,6 +39,7 @@ class TriggerRun(_Command, frozen=True, kw_only=True, tag="run.trigger"):
     triggered_by: str = "api"
     correlation_id: str | None = None
     batch_id: str | None = None
+    concurrency_key: str | None = None
 
 
 class DispatchRun(_Command, frozen=True, kw_only=True, tag="run.dispatch"):

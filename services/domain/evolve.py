@@ -16,7 +16,15 @@ from events.types import (
     RunRetryScheduled,
     RunTriggered,
 )
-from services.domain.state import Aggregate, CronSchedule, JobState, RunState, RunStatus
+from services.domain.state import (
+    Aggregate,
+    CronSchedule,
+    JobState,
+    KeyState,
+    RunState,
+    RunStatus,
+    lane_of,
+)
 
 # Which of the job's counters a run in each status counts in.
 _COUNTER = {
@@ -37,6 +45,41 @@ def _moved(job: JobState, before: RunStatus | None, after: RunStatus) -> JobStat
     return replace(job, **counts) if counts else job
 
 
+# Which of a key's counters a run in each status counts in.
+_KEY_COUNTER = {
+    RunStatus.QUEUED: "queued",
+    RunStatus.RUNNING: "running",
+    RunStatus.CANCELING: "running",
+}
+
+
+def _key_moved(key: KeyState, before: RunStatus | None, after: RunStatus) -> KeyState:
+    """The key's counters once one of its runs went from ``before`` to ``after``."""
+    counts: dict[str, int] = {}
+    if before is not None and (old := _KEY_COUNTER.get(before)):
+        counts[old] = getattr(key, old) - 1
+    if new := _KEY_COUNTER.get(after):
+        counts[new] = counts.get(new, getattr(key, new)) + 1
+    return replace(key, **counts) if counts else key
+
+
+def _enqueued(job: JobState, key: KeyState) -> tuple[int, KeyState]:
+    """The fairness round of a run its key queues now, and the key after it: the key's
+    next round, but never behind the job's served round (an idle key saves no credit)."""
+    round_ = max(key.next_round, job.served_round)
+    return round_, replace(key, next_round=round_ + 1)
+
+
+def _with_run(state: Aggregate, job: JobState, before: RunState | None, run: RunState,
+              key: KeyState | None = None) -> Aggregate:
+    """The aggregate with ``run`` stored and the job's and its key's counters moved."""
+    key = _key_moved(key or state.key(lane_of(run)),
+                     None if before is None else before.status, run.status)
+    old = None if before is None else before.status
+    return Aggregate(job=_moved(job, old, run.status), runs={**state.runs, run.run_id: run},
+                     keys={**state.keys, key.key: key})
+
+
 def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
     """Apply one event; ``run_id`` is the run the event is about (from its envelope)."""
     job = replace(state.job, seq=state.job.seq + 1)
@@ -52,24 +95,29 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
                                           last_tick_at=event.tick_at))
     assert run_id is not None, f"{type(event).__name__} needs a run id"
     if isinstance(event, RunTriggered):
+        round_, lane = _enqueued(job, state.key(event.concurrency_key or ""))
         run = RunState(run_id=run_id, job_id=job.job_id, status=RunStatus.QUEUED,
                        priority=event.priority, position=job.seq,
                        max_attempts=event.max_attempts, timeout_secs=event.timeout_secs,
-                       payload=event.payload, metadata=event.metadata)
-        return Aggregate(job=_moved(job, None, run.status), runs={**state.runs, run_id: run})
+                       payload=event.payload, metadata=event.metadata,
+                       concurrency_key=event.concurrency_key, round=round_)
+        return _with_run(state, job, None, run, lane)
 
     before = state.runs[run_id]
+    key: KeyState | None = None
     match event:
         case RunDispatched(attempt=attempt, deadline_at=deadline):
             run = replace(before, status=RunStatus.RUNNING, attempt=attempt,
                           next_retry_at=None, deadline_at=deadline)
+            job = replace(job, served_round=max(job.served_round, before.round))
         case RunCompleted():
             run = replace(before, status=RunStatus.COMPLETED, deadline_at=None)
         case RunRetryScheduled(next_retry_at=at):
             run = replace(before, status=RunStatus.DELAYED, next_retry_at=at, deadline_at=None)
         case RunRequeued():
+            round_, key = _enqueued(job, state.key(lane_of(before)))
             run = replace(before, status=RunStatus.QUEUED, next_retry_at=None,
-                          position=job.seq)
+                          position=job.seq, round=round_)
         case RunFailed(status=status):
             run = replace(before, status=RunStatus(status), deadline_at=None)
         case RunCancelRequested():
@@ -79,5 +127,4 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
                           deadline_at=None)
         case _:
             raise AssertionError(f"unhandled event {event!r}")
-    job = _moved(job, before.status, run.status)
-    return Aggregate(job=job, runs={**state.runs, run_id: run})
+    return _with_run(state, job, before, run, key)

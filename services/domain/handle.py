@@ -9,7 +9,7 @@ from services.domain.decide import decide
 from services.domain.evolve import evolve
 from services.domain.operations.reschedule import reschedule
 from services.domain.results import Rejection, RunEvent
-from services.domain.state import Aggregate, Answer, RunStatus, dispatch_order
+from services.domain.state import Aggregate, Answer, RunStatus, dispatch_order, lane_of
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -55,7 +55,9 @@ def handle(state: Aggregate, command: Command) -> Decision:
 
 
 def dispatchable(state: Aggregate) -> list[str]:
-    """Queued runs that may start now, in dispatch order, within the concurrency limit."""
+    """Queued runs that may start now, in dispatch order, within the job's concurrency
+    limit and each key's. The processor offers the candidates (the first runs of the
+    lanes with room); this is the authority that checks them."""
     spec = state.job.spec
     if spec is None or not state.job.queued_count:
         return []
@@ -63,4 +65,16 @@ def dispatchable(state: Aggregate) -> list[str]:
                     key=dispatch_order)
     limit = spec.max_concurrency
     room = len(queued) if limit is None else max(0, limit - state.job.running_count)
-    return [run.run_id for run in queued[:room]]
+    per_key = spec.max_concurrency_per_key
+    started: dict[str, int] = {}
+    chosen: list[str] = []
+    for run in queued:
+        if len(chosen) >= room:
+            break
+        lane = lane_of(run)
+        if per_key is not None and lane:
+            if state.key(lane).running + started.get(lane, 0) >= per_key:
+                continue
+            started[lane] = started.get(lane, 0) + 1
+        chosen.append(run.run_id)
+    return chosen

@@ -51,6 +51,26 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     next_retry_at: datetime | None = None
     deadline_at: datetime | None = None
+    # Its lane (None: the lane of runs without a key) and its fairness round: set each
+    # time it enters the queue from its key's next round (see evolve), so that at equal
+    # priority the keys take turns.
+    concurrency_key: str | None = None
+    round: int = 0
+
+
+class KeyState(msgspec.Struct, frozen=True, kw_only=True):
+    """One concurrency key of a job: its own small record, so the job's record does not
+    grow with the number of keys. It exists while the key has runs queued or running
+    (``live``); the next run the key queues takes ``next_round``."""
+
+    job_id: str
+    key: str  # "" for the runs without a key
+    queued: int = 0
+    running: int = 0
+    next_round: int = 0
+
+    def live(self) -> bool:
+        return bool(self.queued or self.running)
 
 
 class Answer(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,6 +115,9 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     schedule_of: CronSchedule | None = None
     next_tick_at: datetime | None = None
     last_tick_at: datetime | None = None
+    # The highest fairness round dispatched so far: a key that queues again starts here
+    # (no credit saved up while it was idle).
+    served_round: int = 0
 
 
 def accepts_triggers(job: JobState) -> bool:
@@ -115,9 +138,15 @@ def job_due_at(job: JobState) -> datetime | None:
     return job.next_tick_at
 
 
-def dispatch_order(run: RunState) -> tuple[int, int]:
-    """Sort key of queued runs: higher priority first, first in first out among equals."""
-    return (-run.priority, run.position)
+def dispatch_order(run: RunState) -> tuple[int, int, int]:
+    """Sort key of queued runs: higher priority first, then the lower fairness round (the
+    keys take turns), then first in first out."""
+    return (-run.priority, run.round, run.position)
+
+
+def lane_of(run: RunState) -> str:
+    """The concurrency key a run counts under ("" for none)."""
+    return run.concurrency_key or ""
 
 
 def timer_due_at(run: RunState) -> datetime | None:
@@ -139,3 +168,9 @@ class Aggregate(msgspec.Struct, frozen=True, kw_only=True):
 
     job: JobState
     runs: dict[str, RunState] = msgspec.field(default_factory=dict)
+    # The key records of those runs (and of a trigger's key); a key with no record has
+    # nothing queued or running.
+    keys: dict[str, KeyState] = msgspec.field(default_factory=dict)
+
+    def key(self, name: str) -> KeyState:
+        return self.keys.get(name) or KeyState(job_id=self.job.job_id, key=name)

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 TIMER_TICK_SECS = 0.5
 
 
-TABLES = ("jobs", "runs", "answers")
+TABLES = ("jobs", "runs", "answers", "keys")
 
 class SkippedOffsets(Exception):
     """What the dead letter of a gap read-back records (the commands were not lost)."""

@@ -61,7 +61,7 @@ class Commands:
 
 def table_store() -> TableStore:
     # Dicts stand in for faust's tables (keys and values are bytes, as there).
-    tables = cast(list[TableT], [cast(Any, {}) for _ in range(3)])
+    tables = cast(list[TableT], [cast(Any, {}) for _ in range(4)])
     return TableStore(*tables)
 
 
