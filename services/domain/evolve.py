@@ -76,8 +76,13 @@ def _with_run(state: Aggregate, job: JobState, before: RunState | None, run: Run
     key = _key_moved(key or state.key(lane_of(run)),
                      None if before is None else before.status, run.status)
     old = None if before is None else before.status
+    # A key with nothing queued or running has no record (the processor deletes it), so
+    # its next run starts at the job's served round either way.
+    keys = {name: k for name, k in state.keys.items() if name != key.key}
+    if key.live():
+        keys[key.key] = key
     return Aggregate(job=_moved(job, old, run.status), runs={**state.runs, run.run_id: run},
-                     keys={**state.keys, key.key: key})
+                     keys=keys)
 
 
 def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:

@@ -64,19 +64,22 @@ class RunMachine(RuleBasedStateMachine):
         self.events_seen = 0
         self.run_ids: list[str] = []
         self.limit: int | None = None
+        self.per_key: int | None = None
         self.max_attempts = 3
         self.last: Command | None = None
         self.ticks_fired: list[object] = []
 
     @initialize(max_attempts=st.integers(1, 4), limit=st.none() | st.integers(1, 3),
+                per_key=st.none() | st.integers(1, 2),
                 strategy=st.sampled_from(["fixed", "exponential", "custom"]),
                 delays=st.lists(st.integers(0, 30), min_size=1, max_size=3),
                 cron=st.sampled_from([None, "* * * * *", "*/5 * * * *", "30 2 * * *"]),
                 timezone=st.sampled_from(["UTC", "Europe/Paris"]))
-    def create_job(self, max_attempts: int, limit: int | None, strategy: str,
-                   delays: list[int], cron: str | None, timezone: str) -> None:
-        self.max_attempts, self.limit = max_attempts, limit
+    def create_job(self, max_attempts: int, limit: int | None, per_key: int | None,
+                   strategy: str, delays: list[int], cron: str | None, timezone: str) -> None:
+        self.max_attempts, self.limit, self.per_key = max_attempts, limit, per_key
         self.apply(create(self.now, max_attempts=max_attempts, max_concurrency=limit,
+                          max_concurrency_per_key=per_key,
                           retry_strategy=strategy, retry_delays_secs=delays, cron=cron,
                           timezone=timezone))
 
@@ -114,11 +117,11 @@ class RunMachine(RuleBasedStateMachine):
         real = run.attempt if run else 1
         return data.draw(st.sampled_from([real, real, real, real + 1, max(0, real - 1)]))
 
-    @rule(priority=st.integers(-2, 2))
-    def trigger_run(self, priority: int) -> None:
+    @rule(priority=st.integers(-2, 2), key=st.sampled_from([None, "a", "b", "c"]))
+    def trigger_run(self, priority: int, key: str | None) -> None:
         run_id = f"r{len(self.run_ids) + 1}"
         self.run_ids.append(run_id)
-        self.apply(trigger(run_id, self.now, priority=priority))
+        self.apply(trigger(run_id, self.now, priority=priority, concurrency_key=key))
 
     @rule(data=st.data(), result=st.none() | st.dictionaries(st.text(max_size=3), st.integers()))
     def report_success(self, data: st.DataObject, result: Any) -> None:
@@ -193,9 +196,40 @@ class RunMachine(RuleBasedStateMachine):
         queued = [r for r in self.state.runs.values() if r.status is S.QUEUED]
         if spec is None or not queued:
             return
-        # Work-conserving: a queued run only waits while the limit is reached.
-        assert spec.max_concurrency is not None
-        assert job.running_count >= spec.max_concurrency
+        # Work-conserving: a queued run only waits while the job's limit is reached or
+        # its key's is.
+        for run in queued:
+            if spec.max_concurrency is not None and job.running_count >= spec.max_concurrency:
+                continue
+            key = run.concurrency_key
+            assert key and spec.max_concurrency_per_key is not None, run
+            assert self.state.key(key).running >= spec.max_concurrency_per_key
+
+    @invariant()
+    def per_key_limit_holds_and_key_records_agree(self) -> None:
+        live: dict[str, tuple[int, int]] = {}
+        for run in self.state.runs.values():
+            queued, running = live.get(run.concurrency_key or "", (0, 0))
+            if run.status is S.QUEUED:
+                queued += 1
+            elif run.status in (S.RUNNING, S.CANCELING):
+                running += 1
+            live[run.concurrency_key or ""] = (queued, running)
+        live = {key: counts for key, counts in live.items() if counts != (0, 0)}
+        keys = self.state.keys
+        assert {k: (r.queued, r.running) for k, r in keys.items()} == live
+        if self.per_key is not None:
+            assert all(r.running <= self.per_key for k, r in keys.items() if k)
+
+    @invariant()
+    def keys_take_turns(self) -> None:
+        # Fairness rounds: within a key, FIFO; a key's queued rounds are distinct and
+        # none is behind the job's served round by more than the key's own backlog.
+        for key in self.state.keys.values():
+            rounds = sorted(run.round for run in self.state.runs.values()
+                            if run.status is S.QUEUED and (run.concurrency_key or "") == key.key)
+            assert len(set(rounds)) == len(rounds)
+            assert all(r < key.next_round for r in rounds)
 
     @invariant()
     def schedule_follows_the_job(self) -> None:
