@@ -39,6 +39,7 @@ from events.types import (
     RunRetryScheduled,
     RunTriggered,
 )
+from projections.gates import write_gates
 from projections.tables import job_positions, jobs, projector_offsets, run_events, runs
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,8 @@ def _run_row(env: Envelope, event: RunTriggered) -> dict[str, Any]:
             "idempotency_key": event.idempotency_key,
             "correlation_id": event.correlation_id, "job_version": event.job_version,
             "created_at": env.occurred_at, "started_at": None, "finished_at": None,
-            "next_retry_at": None, "updated_at": env.occurred_at, "last_seq": env.seq}
+            "next_retry_at": None, "updated_at": env.occurred_at, "last_seq": env.seq,
+            "concurrency_key": event.concurrency_key}
 
 
 def _event_row(env: Envelope, event: Any) -> dict[str, Any]:
@@ -172,6 +174,9 @@ class _Fold:
         if self.jobs:
             conn.execute(insert(jobs), self.jobs)
         _update_by_id(conn, jobs, self.changed_jobs)
+        # Before the runs change: the gates compare each run's stored status with its
+        # status after the batch.
+        write_gates(conn, self.new_runs.values(), self.changed_runs)
         if self.new_runs:
             conn.execute(insert(runs), list(self.new_runs.values()))
         shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}

@@ -56,6 +56,7 @@ runs = Table(
     Column("next_retry_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("last_seq", BigInteger, nullable=False),
+    Column("concurrency_key", String(200)),
     Index("ix_runs_project_job_created", "project_id", "job_id", "created_at"),
     Index("ix_runs_project_status", "project_id", "status"),
 )
@@ -87,4 +88,20 @@ projector_offsets = Table(
     Column("topic", String(255), primary_key=True),
     Column("partition", Integer, primary_key=True),
     Column("next_offset", BigInteger, nullable=False),
+)
+
+# How many runs of each job, and of each of its concurrency keys, run now (running or
+# canceling), kept per event: what waiting_reason reads, in O(1), so that a run being
+# held or let go needs no event of its own. A row whose count falls to zero is deleted.
+job_gates = Table(
+    "job_gates", metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("running", Integer, nullable=False),
+)
+
+key_gates = Table(
+    "key_gates", metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("concurrency_key", String(200), primary_key=True),
+    Column("running", Integer, nullable=False),
 )

@@ -42,6 +42,9 @@ class RunView(msgspec.Struct, frozen=True, kw_only=True):
     next_retry_at: datetime | None
     updated_at: datetime
     last_seq: int
+    concurrency_key: str | None = None
+    # Computed at read time for a queued run (services/domain/holds.py), not stored.
+    waiting_reason: str | None = None
 
 
 class RunEventView(msgspec.Struct, frozen=True, kw_only=True):

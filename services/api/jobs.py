@@ -80,7 +80,8 @@ async def trigger_job(request: Request[Any, Any, Any], id_or_slug: FromPath[str]
         TriggerRun(command_id=new_command_id(), project_id=key.project_id, job_id=job.id,
                    issued_at=datetime.now(UTC), actor=key.role, run_id=run_id,
                    payload=data.payload, metadata=data.metadata, priority=data.priority,
-                   idempotency_key=data.idempotency_key, correlation_id=data.correlation_id),
+                   idempotency_key=data.idempotency_key, correlation_id=data.correlation_id,
+                   concurrency_key=data.concurrency_key),
         location=f"/v1/runs/{run_id}", resource_id=run_id,
         respond_async=prefers_async(request))
     return await run_response(ctx, key, run_id)
