@@ -1,6 +1,7 @@
 """Concurrency keys through the processor: per-key limits, keys taking turns, and what a
 command loads when one key has a long backlog (the real TableStore and its index)."""
 
+import asyncio
 from typing import Any, cast
 
 from faust.types import TableT
@@ -16,12 +17,11 @@ from services.domain import (
     encode_command,
     lane_of,
 )
-from services.domain.handle import dispatchable
+from services.domain.handle import dispatchable, handle
 from services.processor.handler import process_command, process_commands
 from services.processor.ports import TableStore
 from services.processor.statecodec import decode_key, decode_run
-from tests.unit.domain_support import create, succeed, trigger
-from tests.unit.domain_support import given as given_events
+from tests.unit.domain_support import create, empty, succeed, trigger
 from tests.unit.test_processor_handler import MemorySink
 
 
@@ -90,10 +90,9 @@ async def test_key_records_live_only_while_a_key_has_runs() -> None:
 
 
 def test_the_core_refuses_candidates_beyond_a_keys_limit() -> None:
-    # The index is an optimisation: even if it offered every run, the core starts one per key.
-    state = given_events([])
-    from services.domain import handle  # the whole command, follow-ups included
-    state = handle(state, create(max_concurrency_per_key=1)).state
+    # The index is an optimisation: the core holds every run here and still starts one
+    # per key.
+    state = handle(empty(), create(max_concurrency_per_key=1)).state
     for i, key in enumerate(["A", "A", "B", None, None]):
         state = handle(state, trigger(f"r{i}", concurrency_key=key)).state
     running = sorted(r.run_id for r in state.runs.values() if r.status is RunStatus.RUNNING)
@@ -123,8 +122,6 @@ def _reference(runs: list[RunState], keys: dict[str, int], per_key: int | None,
 def test_the_index_rebuilt_after_a_rebalance_gives_the_live_order(
         steps: list[tuple[str, str | None, int]], per_key: int | None,
         limit: int | None) -> None:
-    import asyncio
-
     async def scenario() -> None:
         store, sink = CountingStore(), MemorySink()
         await _run(store, sink, create(max_concurrency=limit,
