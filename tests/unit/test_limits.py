@@ -142,3 +142,17 @@ def test_the_index_rebuilt_after_a_rebalance_gives_the_live_order(
         assert store.waiting("j", 50, per_key) == live
 
     asyncio.run(scenario())
+
+
+def test_priority_comes_before_turns_and_a_returning_key_gets_no_credit() -> None:
+    state = handle(empty(), create(max_concurrency=1)).state
+    for i in range(5):
+        state = handle(state, trigger(f"a{i}", concurrency_key="A")).state
+    state = handle(state, trigger("b0", concurrency_key="B")).state
+    state = handle(state, trigger("hi", concurrency_key="C", priority=5)).state
+    order = [r.run_id for r in sorted((r for r in state.runs.values()
+                                       if r.status is RunStatus.QUEUED), key=dispatch_order)]
+    assert order == ["hi", "b0", "a1", "a2", "a3", "a4"]
+    # a0 ran; A's runs queued rounds 1..4; B's first run took the served round (0).
+    assert [state.runs[f"a{i}"].round for i in range(5)] == [0, 1, 2, 3, 4]
+    assert state.runs["b0"].round == 0
