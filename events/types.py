@@ -61,6 +61,7 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     execution_window_cron: str | None = None
     rate_limit_max: int | None = None
     rate_limit_window_secs: int | None = None
+    # At most this many runs of one concurrency_key run at once (None: no per-key limit).
     max_concurrency_per_key: int | None = None
     rate_limit_keys: list[RateLimitKey] = msgspec.field(default_factory=list)
     webhook_url: str | None = None
@@ -99,6 +100,9 @@ class RunTriggered(_Body, frozen=True, kw_only=True):
     correlation_id: str | None = None
     # Runs triggered by one bulk request share it.
     batch_id: str | None = None
+    # The lane the run queues in: max_concurrency_per_key counts per key, and keys take
+    # turns at equal priority (None: the lane of runs without a key).
+    concurrency_key: str | None = None
 
 
 class RunDispatched(_Body, frozen=True, kw_only=True):
@@ -206,6 +210,27 @@ class JobUpdated(_Body, frozen=True, kw_only=True):
     # payload_schema when the job runs its latest version.
     backwards_compatible: bool = True
     updated_by: str | None = None
+class JobScheduleSet(_Body, frozen=True, kw_only=True):
+    """The job's cron schedule changed (created, edited, enabled, disabled, deleted):
+    ``next_tick_at`` is its next tick, computed from the time of the change; null, with
+    ``cron`` null, when the job has no schedule that fires."""
+
+    TYPE = "job.schedule_set"
+    next_tick_at: datetime | None = None
+    cron: str | None = None
+    timezone: str | None = None
+
+
+class JobCronTicked(_Body, frozen=True, kw_only=True):
+    """A cron tick fired and triggered the run ``run_id``. ``tick_at`` is the tick that
+    fired: after downtime the latest one due, with the ``missed`` earlier ticks skipped
+    (counted up to 1000). ``next_tick_at`` is the first tick after the firing."""
+
+    TYPE = "job.cron_ticked"
+    tick_at: datetime
+    run_id: str
+    next_tick_at: datetime | None = None
+    missed: int = 0
 
 
 Event = (
@@ -222,6 +247,8 @@ Event = (
     | JobDisabled
     | JobDeleted
     | JobUpdated
+    | JobScheduleSet
+    | JobCronTicked
 )
 
 EVENT_TYPES: dict[str, type[_Body]] = {
@@ -240,5 +267,7 @@ EVENT_TYPES: dict[str, type[_Body]] = {
         JobDisabled,
         JobDeleted,
         JobUpdated,
+        JobScheduleSet,
+        JobCronTicked,
     )
 }

@@ -21,16 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.codec import DecodedEvent, decode_event
 from events.envelope import Envelope
 from events.types import (
     JobCreated,
+    JobCronTicked,
     JobDeleted,
     JobDisabled,
     JobEnabled,
+    JobScheduleSet,
     JobUpdated,
     RunCanceled,
     RunCancelRequested,
@@ -42,6 +44,7 @@ from events.types import (
     RunTriggered,
 )
 from events.versions import version_id_for
+from projections.gates import write_gates
 from projections.tables import (
     job_positions,
     job_tags,
@@ -112,18 +115,27 @@ def _job_row(env: Envelope, event: JobCreated) -> dict[str, Any]:
             "created_at": env.occurred_at, "updated_at": env.occurred_at,
             "last_seq": env.seq, "group_id": spec.group_id,
             "environment_id": spec.environment_id, "version_id": event.version_id,
-            "updated_by": spec.created_by, "deleted_at": None}
+            "updated_by": spec.created_by, "deleted_at": None, "next_tick_at": None}
 
 
-# What each later job event changes in its job's row (besides updated_at and last_seq).
+def _edited(changes: Changes) -> Changes:
+    """A change of the definition or its state by a caller: it also moves updated_at and
+    last_seq (a schedule moving on by itself does not)."""
+    return lambda env, e: {**changes(env, e), "updated_at": env.occurred_at,
+                           "last_seq": env.seq}
+
+
+# What each later job event changes in its job's row.
 JOB_CHANGES: dict[type, Changes] = {
-    JobEnabled: lambda env, e: {"enabled": True, "updated_by": e.by},
-    JobDisabled: lambda env, e: {"enabled": False, "updated_by": e.by},
-    JobDeleted: lambda env, e: {"deleted_at": env.occurred_at, "updated_by": e.by},
-    JobUpdated: lambda env, e: {
+    JobScheduleSet: lambda env, e: {"next_tick_at": e.next_tick_at},
+    JobCronTicked: lambda env, e: {"next_tick_at": e.next_tick_at},
+    JobEnabled: _edited(lambda env, e: {"enabled": True, "updated_by": e.by}),
+    JobDisabled: _edited(lambda env, e: {"enabled": False, "updated_by": e.by}),
+    JobDeleted: _edited(lambda env, e: {"deleted_at": env.occurred_at, "updated_by": e.by}),
+    JobUpdated: _edited(lambda env, e: {
         "spec": _plain(e.spec), "name": e.spec.name, "version": e.version,
         "version_id": e.version_id, "group_id": e.spec.group_id,
-        "environment_id": e.spec.environment_id, "updated_by": e.updated_by},
+        "environment_id": e.spec.environment_id, "updated_by": e.updated_by}),
 }
 
 
@@ -146,7 +158,8 @@ def _run_row(env: Envelope, event: RunTriggered) -> dict[str, Any]:
             "idempotency_key": event.idempotency_key,
             "correlation_id": event.correlation_id, "job_version": event.job_version,
             "created_at": env.occurred_at, "started_at": None, "finished_at": None,
-            "next_retry_at": None, "updated_at": env.occurred_at, "last_seq": env.seq}
+            "next_retry_at": None, "updated_at": env.occurred_at, "last_seq": env.seq,
+            "concurrency_key": event.concurrency_key}
 
 
 def _event_row(env: Envelope, event: Any) -> dict[str, Any]:
@@ -161,13 +174,13 @@ class _Fold:
 
     def __init__(self) -> None:
         self.jobs: list[dict[str, Any]] = []
-        # Later job events, in order (rare: one statement each is cheap enough).
-        self.job_changes: list[tuple[str, dict[str, Any]]] = []
         self.versions: list[dict[str, Any]] = []
         self.tags: list[tuple[str, dict[str, str]]] = []  # each version's, in order
         self.events: list[dict[str, Any]] = []
         self.new_runs: dict[str | None, dict[str, Any]] = {}  # full rows to insert
         self.changed_runs: dict[str, dict[str, Any]] = {}  # columns to update
+        self.created_jobs: dict[str, dict[str, Any]] = {}  # the rows of self.jobs by id
+        self.changed_jobs: dict[str, dict[str, Any]] = {}  # columns to update
 
     def add(self, decoded: DecodedEvent) -> None:
         env, event = decoded.envelope, decoded.event
@@ -176,11 +189,10 @@ class _Fold:
             self.versions.append(_version_row(env, event))
             self.tags.append((env.job_id, event.spec.tags))
         if isinstance(event, JobCreated):
-            self.jobs.append(_job_row(env, event))
+            self.jobs.append(row := _job_row(env, event))
+            self.created_jobs[env.job_id] = row
         elif type(event) in JOB_CHANGES:
-            changes = JOB_CHANGES[type(event)](env, event)
-            changes["updated_at"], changes["last_seq"] = env.occurred_at, env.seq
-            self.job_changes.append((env.job_id, changes))
+            self._change_job(env, JOB_CHANGES[type(event)](env, event))
         elif isinstance(event, RunTriggered):
             if env.run_id in self.new_runs:
                 raise RunTriggeredTwice(f"run {env.run_id} triggered twice in one batch")
@@ -197,11 +209,16 @@ class _Fold:
             elif env.run_id is not None:  # an update of run id NULL matches no row
                 self.changed_runs.setdefault(env.run_id, {}).update(changes)
 
+    def _change_job(self, env: Envelope, changes: dict[str, Any]) -> None:
+        # A job created in this batch is inserted with the change; an older one updated.
+        if (row := self.created_jobs.get(env.job_id)) is not None:
+            row.update(changes)
+        else:
+            self.changed_jobs.setdefault(env.job_id, {}).update(changes)
+
     def write(self, conn: Connection) -> None:
         if self.jobs:
             conn.execute(insert(jobs), self.jobs)
-        for job_id, changes in self.job_changes:
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(changes))
         if self.versions:
             conn.execute(insert(job_versions), self.versions)
         for job_id, tags in self.tags:
@@ -209,6 +226,10 @@ class _Fold:
             if tags:
                 conn.execute(insert(job_tags), [{"job_id": job_id, "key": k, "value": v}
                                                 for k, v in tags.items()])
+        _update_by_id(conn, jobs, self.changed_jobs)
+        # Before the runs change: the gates compare each run's stored status with its
+        # status after the batch.
+        write_gates(conn, self.new_runs.values(), self.changed_runs)
         if self.new_runs:
             conn.execute(insert(runs), list(self.new_runs.values()))
         shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -221,6 +242,18 @@ class _Fold:
             conn.execute(stmt, rows)
         if self.events:
             conn.execute(insert(run_events), self.events)
+
+
+def _update_by_id(conn: Connection, table: Table, changed: dict[str, dict[str, Any]]) -> None:
+    """One executemany per shape of change (the set of columns it writes), as for runs."""
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row_id, changes in changed.items():
+        shape = tuple(sorted(changes))
+        shapes.setdefault(shape, []).append({**changes, "b_id": row_id})
+    for shape, rows in shapes.items():
+        stmt = (update(table).where(table.c.id == bindparam("b_id"))
+                .values({column: bindparam(column) for column in shape}))
+        conn.execute(stmt, rows)
 
 
 def _stored_positions(conn: Connection, job_ids: Iterable[str]) -> dict[str, int]:

@@ -8,8 +8,18 @@ from sqlalchemy import Row, Select, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.projector import load_offsets
-from projections.tables import job_positions, job_tags, job_versions, jobs, run_events, runs
+from projections.tables import (
+    job_gates,
+    job_positions,
+    job_tags,
+    job_versions,
+    jobs,
+    key_gates,
+    run_events,
+    runs,
+)
 from projections.views import JobVersionView, JobView, RunEventView, RunView
+from services.domain.holds import Holds, waiting_reason
 
 V = TypeVar("V", JobView, RunView, RunEventView, JobVersionView)
 
@@ -70,9 +80,32 @@ async def find_job(engine: AsyncEngine, project_id: str, id_or_slug: str) -> Job
     return None if row is None else _view(row, JobView)
 
 
+_HOLDS = (select(jobs.c.spec, job_gates.c.running, key_gates.c.running)
+          .select_from(jobs.outerjoin(job_gates, job_gates.c.job_id == jobs.c.id)
+                       .outerjoin(key_gates, (key_gates.c.job_id == jobs.c.id)
+                                  & (key_gates.c.concurrency_key == bindparam("ckey"))))
+          .where(jobs.c.id == bindparam("job_id")))
+
+
 async def get_run(engine: AsyncEngine, project_id: str, run_id: str) -> RunView | None:
     row = await _one(engine, _RUN_BY_ID, project_id, run_id)
-    return None if row is None else _view(row, RunView)
+    if row is None:
+        return None
+    view = _view(row, RunView)
+    if view.status != "queued":
+        return view
+    # Why it waits: from the job's limits and the running counts, one indexed read.
+    async with engine.connect() as conn:
+        found = (await conn.execute(_HOLDS, {"job_id": view.job_id,
+                                             "ckey": view.concurrency_key or ""})).first()
+    if found is None:
+        return view
+    spec, job_running, key_running = found
+    holds = Holds(max_concurrency=spec.get("max_concurrency"),
+                  max_concurrency_per_key=spec.get("max_concurrency_per_key"),
+                  job_running=job_running or 0, key_running=key_running or 0)
+    return msgspec.structs.replace(
+        view, waiting_reason=waiting_reason(view.status, view.concurrency_key, holds))
 
 
 async def list_run_events(engine: AsyncEngine, project_id: str,

@@ -34,6 +34,8 @@ jobs = Table(
     Column("updated_by", String(200)),
     # Set by job.deleted: reads and lists leave the job out; its runs stay readable.
     Column("deleted_at", DateTime(timezone=True)),
+    # The next cron tick (null: no schedule fires), from job.schedule_set / cron_ticked.
+    Column("next_tick_at", DateTime(timezone=True)),
     Index("ix_jobs_project_slug", "project_id", "slug", unique=True),
     Index("ix_jobs_project_created", "project_id", "created_at", "id"),
 )
@@ -85,6 +87,7 @@ runs = Table(
     Column("next_retry_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("last_seq", BigInteger, nullable=False),
+    Column("concurrency_key", String(200)),
     Index("ix_runs_project_job_created", "project_id", "job_id", "created_at"),
     Index("ix_runs_project_status", "project_id", "status"),
 )
@@ -116,4 +119,20 @@ projector_offsets = Table(
     Column("topic", String(255), primary_key=True),
     Column("partition", Integer, primary_key=True),
     Column("next_offset", BigInteger, nullable=False),
+)
+
+# How many runs of each job, and of each of its concurrency keys, run now (running or
+# canceling), kept per event: what waiting_reason reads, in O(1), so that a run being
+# held or let go needs no event of its own. A row whose count falls to zero is deleted.
+job_gates = Table(
+    "job_gates", metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("running", Integer, nullable=False),
+)
+
+key_gates = Table(
+    "key_gates", metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("concurrency_key", String(200), primary_key=True),
+    Column("running", Integer, nullable=False),
 )

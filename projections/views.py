@@ -22,6 +22,7 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     version_id: str | None = None
     updated_by: str | None = None
     deleted_at: datetime | None = None
+    next_tick_at: datetime | None = None
 
 
 class RunView(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,6 +47,9 @@ class RunView(msgspec.Struct, frozen=True, kw_only=True):
     next_retry_at: datetime | None
     updated_at: datetime
     last_seq: int
+    concurrency_key: str | None = None
+    # Computed at read time for a queued run (services/domain/holds.py), not stored.
+    waiting_reason: str | None = None
 
 
 class RunEventView(msgspec.Struct, frozen=True, kw_only=True):

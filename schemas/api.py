@@ -73,7 +73,9 @@ class CreateJobRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     execution_window_cron: Cron | None = None
     rate_limit_max: RateMax | None = None
     rate_limit_window_secs: RateWindowSecs | None = None
-    max_concurrency_per_key: Concurrency | None = None
+    max_concurrency_per_key: Annotated[Concurrency | None, Meta(
+        description="at most this many runs of one concurrency_key run at once (runs "
+                    "without a key are not limited per key)")] = None
     rate_limit_keys: Annotated[list[RateLimitKeyBody], Meta(max_length=50)] = (
         msgspec.field(default_factory=list))
     webhook_url: Url | None = None
@@ -122,6 +124,9 @@ class JobResponse(msgspec.Struct, kw_only=True):
     version_policy: str
     backwards_compatible: bool
     updated_by: str | None
+    next_tick_at: Annotated[datetime | None, Meta(
+        description="when the cron schedule fires next (UTC); null without a cron or while "
+                    "the job takes no triggers")] = None
 
 
 class PatchJobRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -231,6 +236,9 @@ class TriggerRunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     priority: Priority = 0
     idempotency_key: Token | None = None
     correlation_id: Token | None = None
+    concurrency_key: Annotated[Token | None, Meta(
+        description="the lane the run queues in: the job's max_concurrency_per_key counts "
+                    "per key, and at equal priority the keys take turns")] = None
 
 
 class BulkTriggerRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -283,6 +291,12 @@ class RunResponse(msgspec.Struct, kw_only=True):
     finished_at: datetime | None
     next_retry_at: datetime | None
     updated_at: datetime
+    concurrency_key: str | None = None
+    waiting_reason: Annotated[
+        Literal["concurrency", "concurrency_key"] | None,
+        Meta(description="why a queued run is held: its job is at max_concurrency "
+                         "(concurrency) or its key at max_concurrency_per_key "
+                         "(concurrency_key); null when nothing holds it")] = None
 
 
 class CancelRunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -61,7 +61,7 @@ async def trigger_bulk(request: Request[Any, Any, Any],
             issued_at=now, actor=key.role, run_id=new_run_id(), payload=item.payload,
             metadata=item.metadata, priority=item.priority,
             idempotency_key=item.idempotency_key, correlation_id=item.correlation_id,
-            batch_id=batch_id)
+            batch_id=batch_id, concurrency_key=item.concurrency_key)
 
     deadline = time.monotonic() + ctx.settings.command_wait_secs
     answers = await asyncio.gather(*(ctx.accepted(c, resource_id=c.run_id)

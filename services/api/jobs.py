@@ -34,7 +34,8 @@ def job_response(view: JobView) -> JobResponse:
               "version_id": view.version_id or version_id_for(view.id, view.version),
               "updated_by": view.updated_by or view.spec.get("created_by"),
               "webhook_secret": SECRET_MASK if view.spec.get("webhook_secret_sha256")
-              else None}
+              else None,
+              "next_tick_at": view.next_tick_at}
     return msgspec.convert(fields, JobResponse, from_attributes=False)
 
 
@@ -97,7 +98,8 @@ async def trigger_job(request: Request[Any, Any, Any], id_or_slug: FromPath[str]
         TriggerRun(command_id=new_command_id(), project_id=key.project_id, job_id=job.id,
                    issued_at=datetime.now(UTC), actor=key.role, run_id=run_id,
                    payload=data.payload, metadata=data.metadata, priority=data.priority,
-                   idempotency_key=data.idempotency_key, correlation_id=data.correlation_id),
+                   idempotency_key=data.idempotency_key, correlation_id=data.correlation_id,
+                   concurrency_key=data.concurrency_key),
         location=f"/v1/runs/{run_id}", resource_id=run_id,
         respond_async=prefers_async(request))
     return await run_response(ctx, key, run_id)

@@ -39,6 +39,7 @@ class TriggerRun(_Command, frozen=True, kw_only=True, tag="run.trigger"):
     triggered_by: str = "api"
     correlation_id: str | None = None
     batch_id: str | None = None
+    concurrency_key: str | None = None
 
 
 class DispatchRun(_Command, frozen=True, kw_only=True, tag="run.dispatch"):
@@ -95,6 +96,12 @@ class UpdateJob(_Command, frozen=True, kw_only=True, tag="job.update"):
     concurrent updates of different fields both land."""
 
     changes: dict[str, Any] = msgspec.field(default_factory=dict)
+class FireCronTick(_Command, frozen=True, kw_only=True, tag="cron.tick"):
+    """Issued by the processor's timer when the job's ``next_tick_at`` came: fire the
+    tick ``tick_at`` (the job's ``next_tick_at`` when the timer looked). A tick that is
+    no longer the job's next one was fired already, or its schedule changed: nothing."""
+
+    tick_at: datetime
 
 
 Command = (
@@ -110,6 +117,7 @@ Command = (
     | DeleteJob
     | CancelWaitingRuns
     | UpdateJob
+    | FireCronTick
 )
 
 _encoder = msgspec.json.Encoder()

@@ -12,6 +12,7 @@ from services.domain.commands import (
     DisableJob,
     DispatchRun,
     EnableJob,
+    FireCronTick,
     FireDueTimers,
     ReportAttemptFailed,
     ReportAttemptSucceeded,
@@ -20,6 +21,7 @@ from services.domain.commands import (
 )
 from services.domain.operations.cancel import decide_cancel
 from services.domain.operations.create_job import decide_create_job
+from services.domain.operations.cron_tick import decide_cron_tick
 from services.domain.operations.delete_job import decide_delete
 from services.domain.operations.dispatch import decide_dispatch
 from services.domain.operations.report import decide_report
@@ -57,6 +59,8 @@ def decide(state: Aggregate, command: Command, now: datetime) -> list[RunEvent] 
             return decide_update(state, command)
         case CancelWaitingRuns():
             return []  # handle() drains the queued runs it loaded
+        case FireCronTick():
+            return decide_cron_tick(state, command, now)
     run = state.runs.get(command.run_id)
     if run is None:
         return Rejection("not_found", f"run {command.run_id} not found")

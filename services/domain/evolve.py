@@ -5,9 +5,11 @@ from msgspec.structs import replace
 from events.types import (
     Event,
     JobCreated,
+    JobCronTicked,
     JobDeleted,
     JobDisabled,
     JobEnabled,
+    JobScheduleSet,
     JobUpdated,
     RunCanceled,
     RunCancelRequested,
@@ -18,7 +20,15 @@ from events.types import (
     RunRetryScheduled,
     RunTriggered,
 )
-from services.domain.state import Aggregate, JobState, RunState, RunStatus
+from services.domain.state import (
+    Aggregate,
+    CronSchedule,
+    JobState,
+    KeyState,
+    RunState,
+    RunStatus,
+    lane_of,
+)
 from services.domain.version_policy import pin_of
 
 # Which of the job's counters a run in each status counts in.
@@ -40,6 +50,46 @@ def _moved(job: JobState, before: RunStatus | None, after: RunStatus) -> JobStat
     return replace(job, **counts) if counts else job
 
 
+# Which of a key's counters a run in each status counts in.
+_KEY_COUNTER = {
+    RunStatus.QUEUED: "queued",
+    RunStatus.RUNNING: "running",
+    RunStatus.CANCELING: "running",
+}
+
+
+def _key_moved(key: KeyState, before: RunStatus | None, after: RunStatus) -> KeyState:
+    """The key's counters once one of its runs went from ``before`` to ``after``."""
+    counts: dict[str, int] = {}
+    if before is not None and (old := _KEY_COUNTER.get(before)):
+        counts[old] = getattr(key, old) - 1
+    if new := _KEY_COUNTER.get(after):
+        counts[new] = counts.get(new, getattr(key, new)) + 1
+    return replace(key, **counts) if counts else key
+
+
+def _enqueued(job: JobState, key: KeyState) -> tuple[int, KeyState]:
+    """The fairness round of a run its key queues now, and the key after it: the key's
+    next round, but never behind the job's served round (an idle key saves no credit)."""
+    round_ = max(key.next_round, job.served_round)
+    return round_, replace(key, next_round=round_ + 1)
+
+
+def _with_run(state: Aggregate, job: JobState, before: RunState | None, run: RunState,
+              key: KeyState | None = None) -> Aggregate:
+    """The aggregate with ``run`` stored and the job's and its key's counters moved."""
+    key = _key_moved(key or state.key(lane_of(run)),
+                     None if before is None else before.status, run.status)
+    old = None if before is None else before.status
+    # A key with nothing queued or running has no record (the processor deletes it), so
+    # its next run starts at the job's served round either way.
+    keys = {name: k for name, k in state.keys.items() if name != key.key}
+    if key.live():
+        keys[key.key] = key
+    return Aggregate(job=_moved(job, old, run.status), runs={**state.runs, run.run_id: run},
+                     keys=keys)
+
+
 def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
     """Apply one event; ``run_id`` is the run the event is about (from its envelope)."""
     job = replace(state.job, seq=state.job.seq + 1)
@@ -58,28 +108,41 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
     if isinstance(event, JobEnabled | JobDisabled):
         return replace(state, job=replace(job, enabled=isinstance(event, JobEnabled),
                                           updated_by=event.by))
+    if isinstance(event, JobScheduleSet):
+        schedule = None if event.cron is None else CronSchedule(event.cron,
+                                                                event.timezone or "UTC")
+        return replace(state, job=replace(job, schedule_of=schedule,
+                                          next_tick_at=event.next_tick_at))
+    if isinstance(event, JobCronTicked):
+        return replace(state, job=replace(job, next_tick_at=event.next_tick_at,
+                                          last_tick_at=event.tick_at))
     assert run_id is not None, f"{type(event).__name__} needs a run id"
     if isinstance(event, RunTriggered):
+        round_, lane = _enqueued(job, state.key(event.concurrency_key or ""))
         run = RunState(run_id=run_id, job_id=job.job_id, status=RunStatus.QUEUED,
                        priority=event.priority, position=job.seq,
                        max_attempts=event.max_attempts, timeout_secs=event.timeout_secs,
                        payload=event.payload, metadata=event.metadata,
                        job_version=event.job_version,
-                       pinned=None if job.spec is None else pin_of(job.spec))
-        return Aggregate(job=_moved(job, None, run.status), runs={**state.runs, run_id: run})
+                       pinned=None if job.spec is None else pin_of(job.spec),
+                       concurrency_key=event.concurrency_key, round=round_)
+        return _with_run(state, job, None, run, lane)
 
     before = state.runs[run_id]
+    key: KeyState | None = None
     match event:
         case RunDispatched(attempt=attempt, deadline_at=deadline):
             run = replace(before, status=RunStatus.RUNNING, attempt=attempt,
                           next_retry_at=None, deadline_at=deadline)
+            job = replace(job, served_round=max(job.served_round, before.round))
         case RunCompleted():
             run = replace(before, status=RunStatus.COMPLETED, deadline_at=None)
         case RunRetryScheduled(next_retry_at=at):
             run = replace(before, status=RunStatus.DELAYED, next_retry_at=at, deadline_at=None)
         case RunRequeued():
+            round_, key = _enqueued(job, state.key(lane_of(before)))
             run = replace(before, status=RunStatus.QUEUED, next_retry_at=None,
-                          position=job.seq)
+                          position=job.seq, round=round_)
         case RunFailed(status=status):
             run = replace(before, status=RunStatus(status), deadline_at=None)
         case RunCancelRequested():
@@ -89,5 +152,4 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
                           deadline_at=None)
         case _:
             raise AssertionError(f"unhandled event {event!r}")
-    job = _moved(job, before.status, run.status)
-    return Aggregate(job=job, runs={**state.runs, run_id: run})
+    return _with_run(state, job, before, run, key)

@@ -1,5 +1,6 @@
-"""handle(state, command): decide, apply the events, then dispatch whatever queued runs
-the decision lets start. What the processor calls for every command."""
+"""handle(state, command): decide, apply the events, then the follow-ups: dispatch
+whatever queued runs the decision lets start, and keep the job's cron schedule on the one
+it should have. What the processor calls for every command."""
 
 import msgspec
 
@@ -7,8 +8,9 @@ from services.domain.commands import Command, DispatchRun
 from services.domain.decide import decide
 from services.domain.evolve import evolve
 from services.domain.operations.delete_job import drain
+from services.domain.operations.reschedule import reschedule
 from services.domain.results import Rejection, RunEvent
-from services.domain.state import Aggregate, Answer, RunStatus, dispatch_order
+from services.domain.state import Aggregate, Answer, RunStatus, dispatch_order, lane_of
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -22,7 +24,7 @@ class Decision(msgspec.Struct, frozen=True):
 
 def handle(state: Aggregate, command: Command) -> Decision:
     """Decide a command at its own ``issued_at``, apply the events, then dispatch whatever
-    queued runs may now start.
+    queued runs may now start and reschedule the job's cron if its schedule changed.
 
     The caller keeps each command's answer and does not hand a repeated command id here
     again: a repeat gets the first answer and causes nothing.
@@ -54,6 +56,9 @@ def handle(state: Aggregate, command: Command) -> Decision:
                 events.append((rid, event))
         if state.job.running_count - running == len(picked):
             break
+    for rid, event in reschedule(state.job, now):
+        state = evolve(state, rid, event)
+        events.append((rid, event))
 
     run_id = getattr(command, "run_id", None)
     answer = Answer(seq=state.job.seq, run_id=run_id)
@@ -61,7 +66,9 @@ def handle(state: Aggregate, command: Command) -> Decision:
 
 
 def dispatchable(state: Aggregate) -> list[str]:
-    """Queued runs that may start now, in dispatch order, within the concurrency limit."""
+    """Queued runs that may start now, in dispatch order, within the job's concurrency
+    limit and each key's. The processor offers the candidates (the first runs of the
+    lanes with room); this is the authority that checks them."""
     spec = state.job.spec
     if spec is None or not state.job.queued_count or state.job.deleted:
         return []
@@ -69,4 +76,16 @@ def dispatchable(state: Aggregate) -> list[str]:
                     key=dispatch_order)
     limit = spec.max_concurrency
     room = len(queued) if limit is None else max(0, limit - state.job.running_count)
-    return [run.run_id for run in queued[:room]]
+    per_key = spec.max_concurrency_per_key
+    started: dict[str, int] = {}
+    chosen: list[str] = []
+    for run in queued:
+        if len(chosen) >= room:
+            break
+        lane = lane_of(run)
+        if per_key is not None and lane:
+            if state.key(lane).running + started.get(lane, 0) >= per_key:
+                continue
+            started[lane] = started.get(lane, 0) + 1
+        chosen.append(run.run_id)
+    return chosen

@@ -64,6 +64,26 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
     deadline_at: datetime | None = None
     job_version: int = 0
     pinned: PinnedSettings | None = None
+    # Its lane (None: the lane of runs without a key) and its fairness round: set each
+    # time it enters the queue from its key's next round (see evolve), so that at equal
+    # priority the keys take turns.
+    concurrency_key: str | None = None
+    round: int = 0
+
+
+class KeyState(msgspec.Struct, frozen=True, kw_only=True):
+    """One concurrency key of a job: its own small record, so the job's record does not
+    grow with the number of keys. It exists while the key has runs queued or running
+    (``live``); the next run the key queues takes ``next_round``."""
+
+    job_id: str
+    key: str  # "" for the runs without a key
+    queued: int = 0
+    running: int = 0
+    next_round: int = 0
+
+    def live(self) -> bool:
+        return bool(self.queued or self.running)
 
 
 class Answer(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,6 +95,13 @@ class Answer(msgspec.Struct, frozen=True, kw_only=True):
     rejected: bool = False
     code: str | None = None
     reason: str | None = None
+
+
+class CronSchedule(msgspec.Struct, frozen=True):
+    """A cron expression and the IANA zone it is read in."""
+
+    cron: str
+    timezone: str
 
 
 class JobState(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,6 +131,16 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     # that version changed payload_schema without backwards compatibility.
     compat_floor: int = 0
 
+    # The cron schedule next_tick_at was computed for (None: no schedule fires), its
+    # next tick, and the last tick that fired (ticks only move forward: a tick never
+    # fires twice, so the run id derived from it is never reused).
+    schedule_of: CronSchedule | None = None
+    next_tick_at: datetime | None = None
+    last_tick_at: datetime | None = None
+    # The highest fairness round dispatched so far: a key that queues again starts here
+    # (no credit saved up while it was idle).
+    served_round: int = 0
+
 
 def is_enabled(job: JobState) -> bool:
     if job.enabled is not None:
@@ -116,9 +153,28 @@ def accepts_triggers(job: JobState) -> bool:
     return job.spec is not None and not job.deleted and is_enabled(job)
 
 
-def dispatch_order(run: RunState) -> tuple[int, int]:
-    """Sort key of queued runs: higher priority first, first in first out among equals."""
-    return (-run.priority, run.position)
+def wanted_schedule(job: JobState) -> CronSchedule | None:
+    """The schedule the job should tick on now: its cron while it takes triggers."""
+    if job.spec is None or job.spec.cron is None or not accepts_triggers(job):
+        return None
+    return CronSchedule(job.spec.cron, job.spec.timezone)
+
+
+def job_due_at(job: JobState) -> datetime | None:
+    """When the processor's timer must look at the job itself (not at one of its runs):
+    its next cron tick."""
+    return job.next_tick_at
+
+
+def dispatch_order(run: RunState) -> tuple[int, int, int]:
+    """Sort key of queued runs: higher priority first, then the lower fairness round (the
+    keys take turns), then first in first out."""
+    return (-run.priority, run.round, run.position)
+
+
+def lane_of(run: RunState) -> str:
+    """The concurrency key a run counts under ("" for none)."""
+    return run.concurrency_key or ""
 
 
 def timer_due_at(run: RunState) -> datetime | None:
@@ -140,3 +196,9 @@ class Aggregate(msgspec.Struct, frozen=True, kw_only=True):
 
     job: JobState
     runs: dict[str, RunState] = msgspec.field(default_factory=dict)
+    # The key records of those runs (and of a trigger's key); a key with no record has
+    # nothing queued or running.
+    keys: dict[str, KeyState] = msgspec.field(default_factory=dict)
+
+    def key(self, name: str) -> KeyState:
+        return self.keys.get(name) or KeyState(job_id=self.job.job_id, key=name)

@@ -21,14 +21,14 @@ from services.processor.handover import HandoverApp
 from services.processor.ports import TableStore
 from services.processor.sink import ProducerSink
 from services.processor.tablewrites import BatchWrites, BufferedTable
-from services.processor.timer import ask_for_due_timers
+from services.processor.timer import ask_for_cron_ticks, ask_for_due_timers
 
 log = logging.getLogger(__name__)
 
 TIMER_TICK_SECS = 0.5
 
 
-TABLES = ("jobs", "runs", "answers")
+TABLES = ("jobs", "runs", "answers", "keys")
 
 class SkippedOffsets(Exception):
     """What the dead letter of a gap read-back records (the commands were not lost)."""
@@ -138,6 +138,9 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(TIMER_TICK_SECS)
     async def fire_due_timers() -> None:
         await ask_for_due_timers(
+            store, lambda key, value: commands.send(key=key, value=value),
+            lambda key, value: letters.send(key=key, value=value))
+        await ask_for_cron_ticks(
             store, lambda key, value: commands.send(key=key, value=value),
             lambda key, value: letters.send(key=key, value=value))
 

@@ -35,13 +35,15 @@ from services.domain import (
     Aggregate,
     Command,
     JobState,
+    KeyState,
     RunState,
     RunStatus,
     decode_command,
     dispatch_order,
     handle,
+    lane_of,
 )
-from services.domain.commands import FireDueTimers
+from services.domain.commands import FireDueTimers, TriggerRun
 from services.domain.state import Answer
 from services.outcomes import CommandOutcome, encode_outcome
 from services.processor.statecodec import decode_answer, decode_job, encode_state
@@ -65,10 +67,16 @@ class StateStore(Protocol):
     def get_job(self, job_id: str) -> JobState | None: ...
     def get_run(self, run_id: str) -> RunState | None: ...
     def get_answer(self, command_id: str) -> Answer | None: ...
-    def waiting(self, job_id: str, limit: int) -> list[str]:
-        """The job's first ``limit`` queued runs in dispatch order."""
+    def get_key(self, job_id: str, key: str) -> KeyState | None: ...
+    def waiting(self, job_id: str, limit: int, per_key: int | None = None) -> list[str]:
+        """The job's first ``limit`` queued runs in dispatch order that may start as far as
+        their keys go: at most ``per_key`` minus its running runs from each key."""
+    def lane(self, job_id: str, key: str, limit: int) -> list[str]:
+        """The first ``limit`` queued runs of one key, in dispatch order."""
     def put_job(self, job_id: str, raw: bytes) -> None: ...
     def put_run(self, run: RunState, raw: bytes) -> None: ...
+    def put_key(self, key: KeyState, raw: bytes | None) -> None:
+        """Store a key record; ``raw`` None deletes it."""
     def put_answer(self, command_id: str, raw: bytes) -> None: ...
 
 
@@ -99,10 +107,14 @@ class StateWrites(msgspec.Struct):
     # The run as well as its encoding: the store indexes it (queue order, timers).
     runs: list[tuple[RunState, bytes]] = msgspec.field(default_factory=list)
     answers: list[tuple[str, bytes]] = msgspec.field(default_factory=list)
+    # Key records (None: delete it, the key has nothing queued or running).
+    keys: list[tuple[KeyState, bytes | None]] = msgspec.field(default_factory=list)
 
     def apply_to(self, store: StateStore) -> None:
         for job_id, raw in self.jobs:
             store.put_job(job_id, raw)
+        for key, raw_key in self.keys:
+            store.put_key(key, raw_key)
         for run, raw in self.runs:
             store.put_run(run, raw)
         for command_id, raw in self.answers:
@@ -125,7 +137,9 @@ class LogRefused(Exception):
 
 def load(store: StateStore, command: Command) -> Aggregate:
     """The job's state plus the runs this command's decision can touch: the runs it names
-    and the queued runs that may start once it is decided."""
+    and the queued runs that may start once it is decided; and the key records of all
+    of them (and of a trigger's key). The index offers only runs whose key has room, so
+    what is loaded does not grow with the backlog of a busy key."""
     job = store.get_job(command.job_id) or JobState(job_id=command.job_id,
                                                     project_id=command.project_id)
     named: list[str] = []
@@ -134,8 +148,11 @@ def load(store: StateStore, command: Command) -> Aggregate:
     if isinstance(command, FireDueTimers):
         named += command.run_ids
     wanted = set(named)
+    per_key = job.spec.max_concurrency_per_key if job.spec is not None else None
     if job.spec is not None and job.queued_count and job.deleted:
-        # A deleted job's queued runs are canceled a chunk per command (delete_job.drain).
+        # A deleted job's queued runs are canceled a chunk per command (delete_job.drain),
+        # whatever room their keys have.
+        per_key = None
         wanted.update(store.waiting(job.job_id, DRAIN_CHUNK))
     elif job.spec is not None and job.queued_count:
         limit = job.spec.max_concurrency
@@ -146,9 +163,26 @@ def load(store: StateStore, command: Command) -> Aggregate:
             # Queued runs older than the floor fail at dispatch instead of starting, so
             # look further for runs that may take the room they leave.
             room += INCOMPATIBLE_LOOKAHEAD
-        wanted.update(store.waiting(job.job_id, min(room + len(named), MAX_CANDIDATES)))
+        wanted.update(store.waiting(job.job_id, min(room + len(named), MAX_CANDIDATES),
+                                    per_key))
     runs = {rid: run for rid in wanted if (run := store.get_run(rid)) is not None}
-    return Aggregate(job=job, runs=runs)
+    if job.queued_count and per_key is not None:
+        # A named run that ends frees a place in its key, which the index counts as full
+        # still: the next run of that key is a candidate too.
+        freed: dict[str, int] = {}
+        for rid in named:
+            if (run := runs.get(rid)) is not None and lane_of(run):
+                freed[lane_of(run)] = freed.get(lane_of(run), 0) + 1
+        for key, count in freed.items():
+            for rid in store.lane(job.job_id, key, count):
+                if rid not in runs and (run := store.get_run(rid)) is not None:
+                    runs[rid] = run
+    lanes = {lane_of(run) for run in runs.values()}
+    if isinstance(command, TriggerRun):
+        lanes.add(command.concurrency_key or "")
+    keys = {key: record for key in lanes
+            if (record := store.get_key(job.job_id, key)) is not None}
+    return Aggregate(job=job, runs=runs, keys=keys)
 
 
 class _Staged:
@@ -160,6 +194,8 @@ class _Staged:
         self.runs: dict[str, RunState] = {}
         self.runs_of_job: dict[str, set[str]] = {}
         self.answers: dict[str, bytes] = {}
+        self.keys: dict[tuple[str, str], KeyState] = {}
+        self.keys_of_job: dict[str, set[str]] = {}
 
     def get_job(self, job_id: str) -> JobState | None:
         raw = self.jobs.get(job_id)
@@ -173,13 +209,46 @@ class _Staged:
         raw = self.answers.get(command_id)
         return self.store.get_answer(command_id) if raw is None else decode_answer(raw)
 
-    def waiting(self, job_id: str, limit: int) -> list[str]:
+    def get_key(self, job_id: str, key: str) -> KeyState | None:
+        staged = self.keys.get((job_id, key))
+        if staged is None:
+            return self.store.get_key(job_id, key)
+        return staged if staged.live() else None
+
+    def waiting(self, job_id: str, limit: int, per_key: int | None = None) -> list[str]:
         # The store's order, corrected by what this batch changed: staged runs that left
-        # the queue drop out, staged runs that entered it join.
+        # the queue drop out, staged runs that entered it join, keys the batch filled
+        # give no more than their room and keys it freed give their next runs.
         moved = self.runs_of_job.get(job_id, set())
-        queued = [run for rid in self.store.waiting(job_id, limit + len(moved))
+        ids = self.store.waiting(job_id, limit + len(moved), per_key)
+        for key in self.keys_of_job.get(job_id, set()):
+            stored = self.store.get_key(job_id, key)
+            freed = (stored.running if stored else 0) - self.keys[(job_id, key)].running
+            if freed > 0:
+                ids += self.store.lane(job_id, key, freed + len(moved))
+        queued = [run for rid in dict.fromkeys(ids)
                   if rid not in moved and (run := self.store.get_run(rid)) is not None]
         queued += [run for rid in moved if (run := self.runs[rid]).status is RunStatus.QUEUED]
+        found: list[str] = []
+        taken: dict[str, int] = {}
+        for run in sorted(queued, key=dispatch_order):
+            if len(found) >= limit:
+                break
+            key = lane_of(run)
+            if per_key is not None and key:
+                record = self.get_key(job_id, key)
+                if (record.running if record else 0) + taken.get(key, 0) >= per_key:
+                    continue
+                taken[key] = taken.get(key, 0) + 1
+            found.append(run.run_id)
+        return found
+
+    def lane(self, job_id: str, key: str, limit: int) -> list[str]:
+        moved = self.runs_of_job.get(job_id, set())
+        queued = [run for rid in self.store.lane(job_id, key, limit + len(moved))
+                  if rid not in moved and (run := self.store.get_run(rid)) is not None]
+        queued += [run for rid in moved if (run := self.runs[rid]).status is RunStatus.QUEUED
+                   and lane_of(run) == key]
         return [run.run_id for run in sorted(queued, key=dispatch_order)[:limit]]
 
     def put_job(self, job_id: str, raw: bytes) -> None:
@@ -188,6 +257,10 @@ class _Staged:
     def put_run(self, run: RunState, raw: bytes) -> None:
         self.runs[run.run_id] = run
         self.runs_of_job.setdefault(run.job_id, set()).add(run.run_id)
+
+    def put_key(self, key: KeyState, raw: bytes | None) -> None:
+        self.keys[(key.job_id, key.key)] = key
+        self.keys_of_job.setdefault(key.job_id, set()).add(key.key)
 
     def put_answer(self, command_id: str, raw: bytes) -> None:
         self.answers[command_id] = raw
@@ -225,6 +298,9 @@ def _decide(record: CommandRecord, staged: _Staged) -> Handled:
             touched = sorted({rid for rid, _ in decision.events if rid is not None})
             writes.runs += [(run, encode_state(run))
                             for run in (decision.state.runs[rid] for rid in touched)]
+            lanes = sorted({lane_of(decision.state.runs[rid]) for rid in touched})
+            writes.keys += [(key, encode_state(key) if key.live() else None)
+                            for key in (decision.state.key(lane) for lane in lanes)]
         outcome = None
         if command.awaits_outcome:
             writes.answers.append((command.command_id, encode_state(decision.answer)))

@@ -6,12 +6,13 @@ cannot be stored makes its command a rejection instead of failing half way.
 
 import msgspec
 
-from services.domain import JobState, RunState
+from services.domain import JobState, KeyState, RunState
 from services.domain.state import Answer
 
 _job_decoder = msgspec.msgpack.Decoder(JobState)
 _run_decoder = msgspec.msgpack.Decoder(RunState)
 _answer_decoder = msgspec.msgpack.Decoder(Answer)
+_key_decoder = msgspec.msgpack.Decoder(KeyState)
 _encoder = msgspec.msgpack.Encoder()
 
 encode_state = _encoder.encode
@@ -27,3 +28,12 @@ def decode_run(raw: bytes) -> RunState:
 
 def decode_answer(raw: bytes) -> Answer:
     return _answer_decoder.decode(raw)
+
+
+def decode_key(raw: bytes) -> KeyState:
+    return _key_decoder.decode(raw)
+
+
+def key_id(job_id: str, key: str) -> str:
+    """A key record's table key: tokens hold no control characters, so no clash."""
+    return f"{job_id}\x1f{key}"

@@ -9,6 +9,10 @@
 - ``/stream/{bytes}``: like ``/big`` but chunked, with no Content-Length
 - ``/redirect``: 302 to ``/echo`` on the same server (a client must not follow it)
 - ``/text``: 200 with a body that is not JSON
+
+Every call counts as in flight until answered, per job (``X-Job-ID``) and per job and
+``payload["key"]`` when the payload names one: ``peak`` keeps the most seen at once, and
+``started`` the run ids in the order their calls arrived.
 """
 
 import asyncio
@@ -32,6 +36,9 @@ class Endpoint:
     port: int = 0
     received: list[Received] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
+    in_flight: Counter[str] = field(default_factory=Counter)
+    peak: Counter[str] = field(default_factory=Counter)
+    started: list[str] = field(default_factory=list)
     _runner: web.AppRunner | None = None
 
     @property
@@ -47,6 +54,22 @@ class Endpoint:
         run_id = request.headers.get("X-Run-ID", "")
         self.received.append(Received(request.path, dict(request.headers), payload))
         self.calls[run_id] += 1
+        self.started.append(run_id)
+        job = request.headers.get("X-Job-ID", "")
+        groups = [job]
+        if isinstance(payload, dict) and "key" in payload:
+            groups.append(f"{job}/{payload['key']}")
+        for group in groups:
+            self.in_flight[group] += 1
+            self.peak[group] = max(self.peak[group], self.in_flight[group])
+        try:
+            return await self._respond(request, payload, run_id)
+        finally:
+            for group in groups:
+                self.in_flight[group] -= 1
+
+    async def _respond(self, request: web.Request, payload: Any,
+                       run_id: str) -> web.StreamResponse:
         attempt = int(request.headers.get("X-Attempt", "0"))
         parts = request.path.strip("/").split("/")
         match parts:

@@ -10,6 +10,7 @@ from services.domain import (
     Aggregate,
     CancelRun,
     CreateJob,
+    FireCronTick,
     FireDueTimers,
     JobState,
     ReportAttemptFailed,
@@ -52,9 +53,10 @@ def create(now: datetime = T0, **fields: Any) -> CreateJob:
 
 
 def trigger(run_id: str = "r1", now: datetime = T0, project_id: str = "p",
-            priority: int = 0) -> TriggerRun:
+            priority: int = 0, concurrency_key: str | None = None) -> TriggerRun:
     return TriggerRun(command_id=cid(), project_id=project_id, job_id="j", issued_at=now,
-                      run_id=run_id, payload={"run": run_id}, priority=priority)
+                      run_id=run_id, payload={"run": run_id}, priority=priority,
+                      concurrency_key=concurrency_key)
 
 
 def succeed(run_id: str = "r1", attempt: int = 1, now: datetime = T0,
@@ -78,3 +80,8 @@ def cancel(run_id: str = "r1", now: datetime = T0) -> CancelRun:
 def fire(now: datetime, run_ids: Iterable[str] = ("r1",)) -> FireDueTimers:
     return FireDueTimers(command_id=cid(), project_id="p", job_id="j", issued_at=now,
                          run_ids=list(run_ids))
+
+
+def tick(tick_at: datetime, now: datetime | None = None) -> FireCronTick:
+    return FireCronTick(command_id=cid(), project_id="p", job_id="j", issued_at=now or tick_at,
+                        tick_at=tick_at, actor="timer", awaits_outcome=False)

@@ -20,7 +20,7 @@ from events import (
 from events.types import Event
 from services.domain import decode_command, encode_command
 from services.domain.commands import Command
-from tests.unit.domain_support import cancel, create, fail, fire, succeed, trigger
+from tests.unit.domain_support import cancel, create, fail, fire, succeed, tick, trigger
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 FAILURE = AttemptFailure(kind="http_status", message="503", status_code=503)
@@ -39,6 +39,8 @@ SAMPLES: dict[str, dict[str, object]] = {
     "job.deleted": {"by": "p:admin"},
     "job.updated": {"spec": JobSpec(name="n", slug="s", endpoint_url="http://x"), "version": 2,
                     "version_id": "jv_2", "changed_fields": ["name"]},
+    "job.schedule_set": {"next_tick_at": NOW, "cron": "* * * * *", "timezone": "UTC"},
+    "job.cron_ticked": {"tick_at": NOW, "run_id": "run_1", "next_tick_at": NOW, "missed": 2},
 }
 
 
@@ -77,7 +79,8 @@ def test_newer_version_is_skipped_and_unknown_fields_are_ignored() -> None:
 
 
 @pytest.mark.parametrize("command", [create(), trigger(), succeed(result=[1]), fail(),
-                                     cancel(), fire(NOW)], ids=lambda c: type(c).__name__)
+                                     cancel(), fire(NOW), tick(NOW)],
+                         ids=lambda c: type(c).__name__)
 def test_commands_round_trip(command: Command) -> None:
     assert decode_command(encode_command(command)) == command
 

@@ -94,7 +94,7 @@ class Loop:
 
     def batches(self, guard: Guard | None = None) -> CommandBatches:
         # MemoryStore writes its dicts; here they are faust-like tables behind BatchWrites.
-        for name in ("jobs", "runs", "answers"):
+        for name in ("jobs", "runs", "answers", "keys"):
             self.tables[name] = Table(name)
             setattr(self.store, name, BufferedTable(cast(Any, self.tables[name]), self.writes))
         return CommandBatches(self.store, self.sink, self.writes, cast(Any, guard or Guard()),

@@ -11,17 +11,25 @@ from services.deadletter import decode_dead_letter
 from services.domain import (
     CreateJob,
     JobState,
+    KeyState,
     ReportAttemptSucceeded,
     RunState,
     RunStatus,
     TriggerRun,
     dispatch_order,
     encode_command,
+    lane_of,
 )
 from services.domain.state import Answer
 from services.outcomes import decode_outcome
 from services.processor.handler import CommandRecord, process_command, process_commands
-from services.processor.statecodec import decode_answer, decode_job, decode_run
+from services.processor.statecodec import (
+    decode_answer,
+    decode_job,
+    decode_key,
+    decode_run,
+    key_id,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -33,6 +41,7 @@ class MemoryStore:
         self.jobs: dict[str, bytes] = {}
         self.runs: dict[str, bytes] = {}
         self.answers: dict[str, bytes] = {}
+        self.keys: dict[str, bytes] = {}
 
     def get_job(self, job_id: str) -> JobState | None:
         raw = self.jobs.get(job_id)
@@ -49,10 +58,37 @@ class MemoryStore:
     def put_job(self, job_id: str, raw: bytes) -> None:
         self.jobs[job_id] = raw
 
-    def waiting(self, job_id: str, limit: int) -> list[str]:
+    def waiting(self, job_id: str, limit: int, per_key: int | None = None) -> list[str]:
+        # The plain reference: every queued run in order, at most a key's room per key.
         runs = [decode_run(raw) for raw in self.runs.values()]
         queued = [r for r in runs if r.job_id == job_id and r.status is RunStatus.QUEUED]
+        found: list[str] = []
+        taken: dict[str, int] = {}
+        for run in sorted(queued, key=dispatch_order):
+            key = lane_of(run)
+            if per_key is not None and key:
+                record = self.get_key(job_id, key)
+                if (record.running if record else 0) + taken.get(key, 0) >= per_key:
+                    continue
+                taken[key] = taken.get(key, 0) + 1
+            found.append(run.run_id)
+        return found[:limit]
+
+    def lane(self, job_id: str, key: str, limit: int) -> list[str]:
+        runs = [decode_run(raw) for raw in self.runs.values()]
+        queued = [r for r in runs if r.job_id == job_id and r.status is RunStatus.QUEUED
+                  and lane_of(r) == key]
         return [r.run_id for r in sorted(queued, key=dispatch_order)[:limit]]
+
+    def get_key(self, job_id: str, key: str) -> KeyState | None:
+        raw = self.keys.get(key_id(job_id, key))
+        return None if raw is None else decode_key(raw)
+
+    def put_key(self, key: KeyState, raw: bytes | None) -> None:
+        if raw is None:
+            self.keys.pop(key_id(key.job_id, key.key), None)
+        else:
+            self.keys[key_id(key.job_id, key.key)] = raw
 
     def put_run(self, run: RunState, raw: bytes) -> None:
         self.runs[run.run_id] = raw

@@ -12,6 +12,8 @@ from events.types import (
     AttemptFailure,
     Event,
     JobCreated,
+    JobCronTicked,
+    JobScheduleSet,
     RunCanceled,
     RunCancelRequested,
     RunCompleted,
@@ -174,6 +176,25 @@ async def test_a_run_triggered_twice_in_a_batch_fails_it_as_one_by_one_would(
     assert await load_offsets(engine, TOPIC) == {}  # nothing of the batch was kept
 
 
+async def test_the_next_cron_tick_and_cron_runs_are_projected(tmp_path: Path) -> None:
+    engine = await engine_at(tmp_path / "a.db")
+    created = [record(1, None, JobCreated(spec=spec(slug="c", cron="* * * * *"))),
+               record(2, None, JobScheduleSet(next_tick_at=at(60), cron="* * * * *",
+                                              timezone="UTC"))]
+    await apply(engine, created)  # created and scheduled in one batch
+    job = await get_job(engine, "p", "j")
+    assert job is not None and job.next_tick_at == at(60)
+    await apply(engine, [
+        record(3, None, JobCronTicked(tick_at=at(60), run_id="r1", next_tick_at=at(120))),
+        record(4, "r1", RunTriggered(triggered_by="cron"))])
+    job, run = await get_job(engine, "p", "j"), await get_run(engine, "p", "r1")
+    assert job is not None and job.next_tick_at == at(120)
+    assert run is not None and run.triggered_by == "cron"
+    await apply(engine, [record(5, None, JobScheduleSet())])  # disabled: no next tick
+    job = await get_job(engine, "p", "j")
+    assert job is not None and job.next_tick_at is None
+
+
 def random_history(rng: random.Random, steps: int) -> list[tuple[int, int, bytes]]:
     """Jobs on two partitions, runs through every kind of event, and stretches a crashed
     processor wrote twice; ordered per job as the processor writes them."""
@@ -199,6 +220,8 @@ def random_history(rng: random.Random, steps: int) -> list[tuple[int, int, bytes
 
     for job in jobs:
         emit(job, None, JobCreated(spec=spec(slug=job)))
+        if job != "jc":
+            emit(job, None, JobScheduleSet(next_tick_at=at(60), cron="* * * * *"))
     for n in range(steps):
         live = [r for r, (_, s, _) in status.items() if s not in ("completed", "failed",
                                                                   "canceled")]
@@ -206,6 +229,13 @@ def random_history(rng: random.Random, steps: int) -> list[tuple[int, int, bytes
             job = rng.choice(jobs)
             for value in written[job][-rng.randint(1, 4):]:
                 put(job, value)
+            continue
+        if rng.random() < 0.05:  # the job's schedule changes or ticks
+            job = rng.choice(jobs)
+            emit(job, None, rng.choice([
+                JobScheduleSet(next_tick_at=at(n), cron="* * * * *", timezone="UTC"),
+                JobScheduleSet(), JobCronTicked(tick_at=at(n), run_id=f"r{n}",
+                                                next_tick_at=at(n + 60), missed=n % 2)]))
             continue
         if not live or rng.random() < 0.3:
             run_id, job = f"r{n}", rng.choice(jobs)

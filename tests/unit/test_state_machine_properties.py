@@ -4,7 +4,9 @@ A Hypothesis state machine drives ``handle`` with arbitrary commands (including 
 attempts, repeats, cancels at any time and a clock that jumps) and checks after every
 step: transitions follow the state machine, terminal runs never change, seq is gapless,
 concurrency limits hold, the job's run indexes agree with the runs, attempts stay within
-max_attempts, and a rejected command changes nothing.
+max_attempts, and a rejected command changes nothing. Cron ticks (the due one, stale or
+early ones, after any delay) fire each tick at most once, with a fresh run, and keep
+the job's next tick after its last one and on the schedule it should have.
 """
 
 from datetime import timedelta
@@ -13,8 +15,10 @@ from typing import Any
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from msgspec.structs import replace
 
 from events.types import (
+    JobCronTicked,
     RunCanceled,
     RunCancelRequested,
     RunCompleted,
@@ -36,6 +40,7 @@ from services.domain import (
     accepts_triggers,
     handle,
 )
+from services.domain.state import wanted_schedule
 from tests.unit.domain_support import (
     T0,
     cancel,
@@ -45,6 +50,7 @@ from tests.unit.domain_support import (
     fail,
     fire,
     succeed,
+    tick,
     trigger,
 )
 
@@ -71,17 +77,24 @@ class RunMachine(RuleBasedStateMachine):
         self.events_seen = 0
         self.run_ids: list[str] = []
         self.limit: int | None = None
+        self.per_key: int | None = None
         self.max_attempts = 3
         self.last: Command | None = None
+        self.ticks_fired: list[object] = []
 
     @initialize(max_attempts=st.integers(1, 4), limit=st.none() | st.integers(1, 3),
+                per_key=st.none() | st.integers(1, 2),
                 strategy=st.sampled_from(["fixed", "exponential", "custom"]),
-                delays=st.lists(st.integers(0, 30), min_size=1, max_size=3))
-    def create_job(self, max_attempts: int, limit: int | None, strategy: str,
-                   delays: list[int]) -> None:
-        self.max_attempts, self.limit = max_attempts, limit
+                delays=st.lists(st.integers(0, 30), min_size=1, max_size=3),
+                cron=st.sampled_from([None, "* * * * *", "*/5 * * * *", "30 2 * * *"]),
+                timezone=st.sampled_from(["UTC", "Europe/Paris"]))
+    def create_job(self, max_attempts: int, limit: int | None, per_key: int | None,
+                   strategy: str, delays: list[int], cron: str | None, timezone: str) -> None:
+        self.max_attempts, self.limit, self.per_key = max_attempts, limit, per_key
         self.apply(create(self.now, max_attempts=max_attempts, max_concurrency=limit,
-                          retry_strategy=strategy, retry_delays_secs=delays))
+                          max_concurrency_per_key=per_key,
+                          retry_strategy=strategy, retry_delays_secs=delays, cron=cron,
+                          timezone=timezone))
 
     def apply(self, command: Command) -> None:
         before = self.state
@@ -89,6 +102,9 @@ class RunMachine(RuleBasedStateMachine):
         self.last = command
         statuses = {rid: run.status for rid, run in before.runs.items()}
         for run_id, event in decision.events:
+            if isinstance(event, JobCronTicked):
+                assert event.tick_at not in self.ticks_fired, "a tick fired twice"
+                self.ticks_fired.append(event.tick_at)
             if run_id is None:
                 continue
             previous = statuses.get(run_id)
@@ -114,11 +130,11 @@ class RunMachine(RuleBasedStateMachine):
         real = run.attempt if run else 1
         return data.draw(st.sampled_from([real, real, real, real + 1, max(0, real - 1)]))
 
-    @rule(priority=st.integers(-2, 2))
-    def trigger_run(self, priority: int) -> None:
+    @rule(priority=st.integers(-2, 2), key=st.sampled_from([None, "a", "b", "c"]))
+    def trigger_run(self, priority: int, key: str | None) -> None:
         run_id = f"r{len(self.run_ids) + 1}"
         self.run_ids.append(run_id)
-        self.apply(trigger(run_id, self.now, priority=priority))
+        self.apply(trigger(run_id, self.now, priority=priority, concurrency_key=key))
 
     @rule(data=st.data(), result=st.none() | st.dictionaries(st.text(max_size=3), st.integers()))
     def report_success(self, data: st.DataObject, result: Any) -> None:
@@ -165,6 +181,28 @@ class RunMachine(RuleBasedStateMachine):
         self.apply(DeleteJob(command_id=cid(), project_id="p", job_id="j", issued_at=self.now))
         assert self.state.job.deleted and not accepts_triggers(self.state.job)
         assert not any(run.status is S.QUEUED for run in self.state.runs.values())
+    @rule(seconds=st.integers(0, 4000), stale=st.integers(-120, 120))
+    def time_passes_and_cron_ticks(self, seconds: int, stale: int) -> None:
+        # The timer asks for the job's next tick once it is due, or for a stale, early or
+        # made-up one (a second timer, a restart): only the due one may fire.
+        self.now += timedelta(seconds=seconds)
+        due = self.state.job.next_tick_at or self.now
+        self.apply(tick(due + timedelta(seconds=stale) if stale % 3 == 0 else due, self.now))
+
+    @rule(enabled=st.booleans(), cron=st.sampled_from([None, "* * * * *", "*/5 * * * *"]),
+          seconds=st.integers(0, 600))
+    def definition_changes_then_any_command(self, enabled: bool, cron: str | None,
+                                            seconds: int) -> None:
+        # The definition swapped behind the commands' back (as an edit, an enable or a
+        # disable leaves it): the next command's follow-up must put the schedule right
+        # (the invariant below), whatever that command is.
+        spec = self.state.job.spec
+        if spec is None:
+            return
+        job = replace(self.state.job, enabled=enabled, spec=replace(spec, cron=cron))
+        self.state = replace(self.state, job=job)
+        self.now += timedelta(seconds=seconds)
+        self.apply(tick(self.state.job.next_tick_at or self.now, self.now))
 
     @rule()
     def repeat_last_command_decided_again(self) -> None:
@@ -196,9 +234,48 @@ class RunMachine(RuleBasedStateMachine):
         queued = [r for r in self.state.runs.values() if r.status is S.QUEUED]
         if spec is None or not queued:
             return
-        # Work-conserving: a queued run only waits while the limit is reached.
-        assert spec.max_concurrency is not None
-        assert job.running_count >= spec.max_concurrency
+        # Work-conserving: a queued run only waits while the job's limit is reached or
+        # its key's is.
+        for run in queued:
+            if spec.max_concurrency is not None and job.running_count >= spec.max_concurrency:
+                continue
+            key = run.concurrency_key
+            assert key and spec.max_concurrency_per_key is not None, run
+            assert self.state.key(key).running >= spec.max_concurrency_per_key
+
+    @invariant()
+    def per_key_limit_holds_and_key_records_agree(self) -> None:
+        live: dict[str, tuple[int, int]] = {}
+        for run in self.state.runs.values():
+            queued, running = live.get(run.concurrency_key or "", (0, 0))
+            if run.status is S.QUEUED:
+                queued += 1
+            elif run.status in (S.RUNNING, S.CANCELING):
+                running += 1
+            live[run.concurrency_key or ""] = (queued, running)
+        live = {key: counts for key, counts in live.items() if counts != (0, 0)}
+        keys = self.state.keys
+        assert {k: (r.queued, r.running) for k, r in keys.items()} == live
+        if self.per_key is not None:
+            assert all(r.running <= self.per_key for k, r in keys.items() if k)
+
+    @invariant()
+    def keys_take_turns(self) -> None:
+        # Fairness rounds: within a key, FIFO; a key's queued rounds are distinct and
+        # none is behind the job's served round by more than the key's own backlog.
+        for key in self.state.keys.values():
+            rounds = sorted(run.round for run in self.state.runs.values()
+                            if run.status is S.QUEUED and (run.concurrency_key or "") == key.key)
+            assert len(set(rounds)) == len(rounds)
+            assert all(r < key.next_round for r in rounds)
+
+    @invariant()
+    def schedule_follows_the_job(self) -> None:
+        job = self.state.job
+        assert job.schedule_of == wanted_schedule(job)
+        assert (job.next_tick_at is None) == (job.schedule_of is None) or job.spec is None
+        if job.next_tick_at and job.last_tick_at:
+            assert job.next_tick_at > job.last_tick_at
 
     @invariant()
     def attempts_within_limit(self) -> None:

@@ -28,6 +28,7 @@ def decide_trigger(state: Aggregate, command: TriggerRun) -> list[RunEvent] | Re
                 timeout_secs=spec.timeout_secs,
                 correlation_id=command.correlation_id,
                 batch_id=command.batch_id,
+                concurrency_key=command.concurrency_key,
             ),
         )
     ]
