@@ -80,8 +80,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("post", "/v1/jobs/{id_or_slug}/clone"): Route(
         (400, 401, 403, 404, 409, 413, 422, 503), CloneJobRequest, body_required=True,
         accepted=True, links=_JOB_LINKS, example={"slug": "nightly-report-copy"}),
-    ("delete", "/v1/jobs/{id_or_slug}"): Route((401, 403, 404, 503), accepted=True),
-    ("patch", "/v1/jobs/{id_or_slug}"): Route(
+    ("delete", _JOB): Route((401, 403, 404, 503), accepted=True),
+    ("patch", _JOB): Route(
         _COMMAND, PatchJobRequest, body_required=True, accepted=True, links=_JOB_LINKS,
         example={"timeout_secs": 90, "fallback_endpoint_url": None}),
     ("get", "/v1/jobs/{id_or_slug}/versions"): Route((400, 401, 404, 422, 503)),

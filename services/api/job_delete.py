@@ -25,16 +25,16 @@ from services.processor.handler import DRAIN_CHUNK
 MAX_DRAIN_COMMANDS = 1000
 
 
-@delete("/v1/jobs/{id_or_slug:str}", status_code=204, summary="Delete a job")
-async def delete_job(request: Request[Any, Any, Any], id_or_slug: FromPath[str]) -> None:
+@delete("/v1/jobs/{job_id:str}", status_code=204, summary="Delete a job")
+async def delete_job(request: Request[Any, Any, Any], job_id: FromPath[str]) -> None:
     key = caller_of(request, "operator")
     ctx: ApiContext = request.app.state.ctx
-    job = await find_job(ctx, key, id_or_slug, fresh=True)
+    job = await find_job(ctx, key, job_id, fresh=True)
     actor = key.project_id + ":" + key.role
     outcome = await ctx.execute(DeleteJob(command_id=new_command_id(),
                                           project_id=key.project_id, job_id=job.id,
                                           issued_at=datetime.now(UTC), actor=actor))
-    ctx.jobs.forget(key.project_id, id_or_slug)
+    ctx.jobs.forget(key.project_id, job_id)
     seq = outcome.seq
     for _ in range(MAX_DRAIN_COMMANDS):
         # Each canceled run is one event: the seq says how many this chunk canceled.

@@ -31,12 +31,12 @@ from services.domain import UpdateJob
 _NOT_IN_BODY = {"enabled", "created_by", "webhook_secret_sha256"}
 
 
-@patch("/v1/jobs/{id_or_slug:str}", summary="Update a job (makes a new version)")
-async def update_job(request: Request[Any, Any, Any], id_or_slug: FromPath[str]) -> JobResponse:
+@patch("/v1/jobs/{job_id:str}", summary="Update a job (makes a new version)")
+async def update_job(request: Request[Any, Any, Any], job_id: FromPath[str]) -> JobResponse:
     key = caller_of(request, "operator")
     data = await decode_body(request, PatchJobRequest)
     ctx: ApiContext = request.app.state.ctx
-    job = await find_job(ctx, key, id_or_slug, fresh=True)
+    job = await find_job(ctx, key, job_id, fresh=True)
     given = {name: value for name, value in msgspec.structs.asdict(data).items()
              if value is not msgspec.UNSET}
     if given.get("slug", job.slug) != job.slug:
