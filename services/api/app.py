@@ -26,6 +26,7 @@ from services.api.job_list import list_jobs_route
 from services.api.job_toggles import batch_disable, batch_enable
 from services.api.job_versions import list_versions, read_version, update_job
 from services.api.jobs import create_job, read_job, trigger_job
+from services.api.options import allow_every_method
 from services.api.runs import cancel_run, read_run, run_events
 from services.api.visibility import ProjectionWatcher
 from services.config import Settings
@@ -83,6 +84,7 @@ def create_app(settings: Settings) -> Litestar:
                         list_jobs_route, create_jobs, clone_job],
         lifespan=[kafka_and_store],
         middleware=[auth_middleware()],
+        before_send=[allow_every_method],
         exception_handlers={**EXCEPTION_HANDLERS, StillPending: _pending},
         request_max_body_size=settings.max_payload_bytes,
         openapi_config=OpenAPIConfig(

@@ -25,6 +25,7 @@ from schemas.api import (
 )
 from schemas.limits import MAX_JSON_DEPTH, MAX_JSON_INT, MIN_JSON_INT
 from schemas.text import published
+from services.api.job_batch import MAX_BATCH
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class Route:
     errors: tuple[int, ...]
     body: type[msgspec.Struct] | None = None
     body_required: bool = False
+    # The body is an array of ``body`` of at most this many items (a batch), not one.
+    body_items: int | None = None
+    # Patterns of the items of list query parameters (Litestar does not publish them).
+    item_patterns: dict[str, str] = field(default_factory=dict)
     # Commands answer 202 when their effect is not visible within the wait bound.
     accepted: bool = False
     public: bool = False
@@ -75,8 +80,9 @@ ROUTES: dict[tuple[str, str], Route] = {
                  "max_attempts": 5, "timeout_secs": 60, "retry_strategy": "exponential",
                  "retry_delays_secs": [10], "tags": {"team": "data"}}),
     ("get", _JOB): Route(_READ, links=_JOB_LINKS),
-    ("get", "/v1/jobs"): Route((400, 401, 422, 503)),
-    ("post", "/v1/jobs/batch"): Route((400, 401, 403, 413, 422, 503)),
+    ("get", "/v1/jobs"): Route((400, 401, 422, 503), item_patterns={"tag": "^[^:]+:"}),
+    ("post", "/v1/jobs/batch"): Route((400, 401, 403, 413, 422, 503), CreateJobRequest,
+                                      body_required=True, body_items=MAX_BATCH),
     ("post", "/v1/jobs/{id_or_slug}/clone"): Route(
         (400, 401, 403, 404, 409, 413, 422, 503), CloneJobRequest, body_required=True,
         accepted=True, links=_JOB_LINKS, example={"slug": "nightly-report-copy"}),
@@ -219,9 +225,22 @@ def complete_openapi(doc: dict[str, Any]) -> dict[str, Any]:
                 if code in ("200", "201"):
                     success["links"] = links
         operation["responses"] = responses
+        for parameter in operation.get("parameters", []):
+            if (pattern := route.item_patterns.get(parameter["name"])) is not None:
+                for option in parameter["schema"].get("oneOf", [parameter["schema"]]):
+                    if option.get("type") == "array":
+                        option["items"] = {**option.get("items", {}), "pattern": pattern}
         operation["security"] = [] if route.public else [{SECURITY_SCHEME: []}]
         if route.body is not None:
-            media = _json({"$ref": _REF.format(name=route.body.__name__)})
+            schema: dict[str, Any] = {"$ref": _REF.format(name=route.body.__name__)}
+            if route.body_items is not None:
+                # Any item is taken and answered in its place (a bad one is refused alone),
+                # so the items are described, not constrained: only the array is.
+                item = {"description": f"as the body of one {route.body.__name__}; each is "
+                                       "checked on its own and answered in its place"}
+                schema = {"type": "array", "items": item, "minItems": 1,
+                          "maxItems": route.body_items}
+            media = _json(schema)
             if route.example is not None:
                 msgspec.convert(route.example, route.body, strict=True)  # it must be valid
                 media["application/json"]["example"] = route.example

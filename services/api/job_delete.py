@@ -19,7 +19,7 @@ from services.api.context import ApiContext
 from services.api.ids import new_command_id
 from services.api.jobs import find_job
 from services.domain import CancelWaitingRuns, DeleteJob
-from services.processor.handler import DRAIN_CHUNK
+from services.domain.operations.delete_job import DRAIN_CHUNK
 
 # Chunks one request sends at most (500,000 queued runs); see the module's doc.
 MAX_DRAIN_COMMANDS = 1000

@@ -52,8 +52,9 @@ def _tag_filters(tags: list[str]) -> list[tuple[str, str]]:
 async def list_jobs_route(
     request: Request[Any, Any, Any],
     enabled: FromQuery[bool | None] = None,
-    tag: Annotated[list[str] | None, Parameter(description="key:value; repeat to require "
-                                                           "several (AND)")] = None,
+    tag: Annotated[list[str] | None, Parameter(
+        description="key:value; repeat to require several (AND)",
+        max_items=MAX_TAG_FILTERS)] = None,
     group: Annotated[str | None, Parameter(max_length=64)] = None,
     environment: Annotated[str | None, Parameter(max_length=64)] = None,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,

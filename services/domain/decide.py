@@ -32,8 +32,10 @@ from services.domain.operations.update_job import decide_update
 from services.domain.results import Rejection, RunEvent
 from services.domain.state import Aggregate
 
-SYSTEM_AFTER_DELETE = (FireDueTimers, ReportAttemptSucceeded, ReportAttemptFailed,
-                       DispatchRun, CancelWaitingRuns)
+# What a deleted job still takes: what finishes or drains the runs it had, and a caller's
+# cancel of one of them (they stay readable, and a running one may be stopped).
+AFTER_DELETE = (FireDueTimers, ReportAttemptSucceeded, ReportAttemptFailed, DispatchRun,
+                CancelWaitingRuns, CancelRun)
 
 
 def decide(state: Aggregate, command: Command, now: datetime) -> list[RunEvent] | Rejection:
@@ -43,8 +45,7 @@ def decide(state: Aggregate, command: Command, now: datetime) -> list[RunEvent] 
     # Another project's job answers as a missing one: ids never leak across projects.
     if job.spec is None or job.project_id != command.project_id:
         return Rejection("not_found", f"job {command.job_id} not found")
-    # A deleted job takes only what finishes or drains the runs it had.
-    if job.deleted and not isinstance(command, SYSTEM_AFTER_DELETE):
+    if job.deleted and not isinstance(command, AFTER_DELETE):
         return Rejection("not_found", f"job {command.job_id} not found (deleted)")
     match command:
         case TriggerRun():

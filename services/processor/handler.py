@@ -44,6 +44,7 @@ from services.domain import (
     lane_of,
 )
 from services.domain.commands import FireDueTimers, TriggerRun
+from services.domain.operations.delete_job import DRAIN_CHUNK
 from services.domain.state import Answer
 from services.outcomes import CommandOutcome, encode_outcome
 from services.processor.statecodec import decode_answer, decode_job, encode_state
@@ -59,8 +60,6 @@ RETRY_MAX_SECS = 5.0
 MAX_CANDIDATES = 1000
 # How many more queued runs a command loads while some may fail as incompatible_version.
 INCOMPATIBLE_LOOKAHEAD = 100
-# The most queued runs of a deleted job one command cancels.
-DRAIN_CHUNK = 500
 
 
 class StateStore(Protocol):

@@ -34,11 +34,19 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         body["slug"] = f"{base[:48]}-{_RUN}{next(_COUNTER):x}"
 
 
-# Why a job definition may be refused beyond its schema: where its endpoint may be (the
+# Why a job definition may be refused beyond its schema: where its endpoints may be (the
 # operator's allowed networks), whether its time zone exists (the IANA database of the
-# system), whether its cron expression names real times, whether its payload_schema is
-# itself a valid schema.
-_JOB_RULES = ("endpoint_url", "fallback_endpoint_url", "timezone", "cron", "payload_schema")
+# system), whether its cron expressions name real times, whether its payload_schema is
+# itself a valid schema, whether its rate limit comes as a pair and its per-key limits
+# name each key once (no schema the generator honours can say either).
+_JOB_RULES = ("endpoint_url", "fallback_endpoint_url", "webhook_url", "timezone", "cron",
+              "execution_window_cron", "payload_schema", "rate_limit_max",
+              "rate_limit_window_secs", "rate_limit_keys")
+# A list's cursor is opaque: only one the list handed out is taken.
+_CURSOR_RULE = "not a cursor this list handed out"
+# An edit: the job's slug is its identity (it may not change), which only the stored job
+# can tell.
+_SLUG_RULE = "a job's slug cannot change"
 # A trigger: the payload against the job's own payload_schema.
 _PAYLOAD_RULE = "does not match the job's payload_schema"
 _INT_GOT_FLOAT = re.compile(r"Expected `int( \| null)?`, got `float`")
@@ -88,8 +96,14 @@ def _beyond_the_schema(label: str, body: Any, detail: dict[str, Any]) -> bool:
                 and _holds_int_beyond_64_bits(body.get(top)))
     if reason == f"nested deeper than {MAX_JSON_DEPTH} levels":
         return True
-    if label == "POST /v1/jobs":
-        return field.split("/")[0] in _JOB_RULES
+    if field == "cursor":
+        return reason == _CURSOR_RULE
+    if label in ("POST /v1/jobs", "PATCH /v1/jobs/{job_id}"):
+        return field.split("/")[0] in _JOB_RULES or (
+            field == "slug" and reason.startswith(_SLUG_RULE))
+    if label == "POST /v1/jobs/batch":
+        # Each item is answered in its place; only the body as a whole is refused here.
+        return False
     if label == "POST /v1/jobs/{id_or_slug}/trigger":
         return _PAYLOAD_RULE in reason
     return False

@@ -116,7 +116,7 @@ def delete() -> DeleteJob:
                      actor="p:admin")
 
 
-def test_after_delete_every_command_is_not_found_and_the_slug_is_not_reused() -> None:
+def test_after_delete_commands_are_not_found_but_a_run_can_be_canceled() -> None:
     from tests.unit.domain_support import cancel
 
     state = handle(empty(), create()).state
@@ -124,9 +124,13 @@ def test_after_delete_every_command_is_not_found_and_the_slug_is_not_reused() ->
     deleted = handle(state, delete())
     assert [e for _, e in deleted.events] == [JobDeleted(by="p:admin")]
     state = deleted.state
-    for command in (trigger("r2"), enable(False), delete(), cancel("r1")):
+    for command in (trigger("r2"), enable(False), delete()):
         refused = decide(state, command, T0)
         assert isinstance(refused, Rejection) and refused.code == "not_found", command
+    # Its runs stay readable, and a running one may still be stopped.
+    stopped = decide(state, cancel("r1"), T0)
+    assert not isinstance(stopped, Rejection)
+    assert [type(e).__name__ for _, e in stopped] == ["RunCancelRequested"]
     again = decide(state, create(), T0)
     assert isinstance(again, Rejection) and again.code == "conflict"
     assert "deleted" in again.reason

@@ -13,6 +13,8 @@ from services.domain.results import RunEvent
 from services.domain.state import Aggregate, RunStatus
 
 REASON = "job deleted"
+# The most queued runs of a deleted job one command loads and cancels.
+DRAIN_CHUNK = 500
 
 
 def decide_delete(command: DeleteJob) -> list[RunEvent]:
