@@ -232,20 +232,13 @@ class _Fold:
         write_gates(conn, self.new_runs.values(), self.changed_runs)
         if self.new_runs:
             conn.execute(insert(runs), list(self.new_runs.values()))
-        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for run_id, changes in self.changed_runs.items():
-            shape = tuple(sorted(changes))
-            shapes.setdefault(shape, []).append({**changes, "b_run_id": run_id})
-        for shape, rows in shapes.items():
-            stmt = (update(runs).where(runs.c.id == bindparam("b_run_id"))
-                    .values({column: bindparam(column) for column in shape}))
-            conn.execute(stmt, rows)
+        _update_by_id(conn, runs, self.changed_runs)
         if self.events:
             conn.execute(insert(run_events), self.events)
 
 
 def _update_by_id(conn: Connection, table: Table, changed: dict[str, dict[str, Any]]) -> None:
-    """One executemany per shape of change (the set of columns it writes), as for runs."""
+    """One executemany per shape of change (the set of columns it writes)."""
     shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row_id, changes in changed.items():
         shape = tuple(sorted(changes))

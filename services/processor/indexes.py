@@ -158,37 +158,56 @@ class QueueIndex:
         return [] if lane is None else [run_id for _, run_id in lane[:limit]]
 
 
-class TimerIndex:
-    """Runs a timer waits for, by the time it is due (a heap with lazy deletion)."""
+class _DueHeap:
+    """Ids by the time they are due; a heap with lazy deletion. An id taken while still
+    due stays and comes back later, less and less often, until its due time changes: a
+    command that keeps failing must not flood the log. Each id carries a tag (its job)."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[datetime, datetime, str, str]] = []  # ask at, due, run, job
+        self._heap: list[tuple[datetime, datetime, str, str]] = []  # ask at, due, id, tag
         self._due: dict[str, datetime] = {}
 
     def __len__(self) -> int:
         return len(self._due)
 
-    def update(self, run: RunState) -> None:
-        due = timer_due_at(run)
+    def set(self, key: str, due: datetime | None, tag: str) -> None:
         if due is None:
-            self._due.pop(run.run_id, None)
-        elif self._due.get(run.run_id) != due:
-            self._due[run.run_id] = due
-            heapq.heappush(self._heap, (due, due, run.run_id, run.job_id))
+            self._due.pop(key, None)
+        elif self._due.get(key) != due:
+            self._due[key] = due
+            heapq.heappush(self._heap, (due, due, key, tag))
+
+    def take(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """The ids (with their tags) due by ``now``, at most ``limit``."""
+        found: list[tuple[str, str]] = []
+        while self._heap and self._heap[0][0] <= now and len(found) < limit:
+            ask_at, due, key, tag = heapq.heappop(self._heap)
+            if self._due.get(key) != due:
+                continue  # it moved on since this entry was made
+            found.append((key, tag))
+            wait = min(max(ASK_AGAIN, (ask_at - due) * 2), ASK_AGAIN_MAX)
+            heapq.heappush(self._heap, (now + wait, due, key, tag))
+        return found
+
+
+class TimerIndex:
+    """Runs a timer waits for, by the time it is due."""
+
+    def __init__(self) -> None:
+        self._due = _DueHeap()
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def update(self, run: RunState) -> None:
+        self._due.set(run.run_id, timer_due_at(run), run.job_id)
 
     def take_due(self, now: datetime, limit: int = 500) -> dict[str, list[str]]:
         """Runs due by ``now`` (at most ``limit``), by job. Each stays indexed and comes
         back later, less and less often, until its run record changes."""
         found: dict[str, list[str]] = {}
-        taken = 0
-        while self._heap and self._heap[0][0] <= now and taken < limit:
-            ask_at, due, run_id, job_id = heapq.heappop(self._heap)
-            if self._due.get(run_id) != due:
-                continue  # the run moved on since this entry was made
+        for run_id, job_id in self._due.take(now, limit):
             found.setdefault(job_id, []).append(run_id)
-            taken += 1
-            wait = min(max(ASK_AGAIN, (ask_at - due) * 2), ASK_AGAIN_MAX)
-            heapq.heappush(self._heap, (now + wait, due, run_id, job_id))
         return found
 
 
@@ -212,38 +231,24 @@ class RunIndexes:
 
 
 class JobTimerIndex:
-    """Jobs a timer waits for (``job_due_at``: the next cron tick), by when; a heap with
-    lazy deletion, like TimerIndex, and asked about again the same way while still due."""
+    """Jobs a timer waits for (``job_due_at``: the next cron tick), by when; asked about
+    again the same way as runs while still due."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[datetime, datetime, str]] = []  # ask at, due, job
-        self._due: dict[str, datetime] = {}
+        self._due = _DueHeap()
 
     def __len__(self) -> int:
         return len(self._due)
 
     def update(self, job: JobState) -> None:
-        due = job_due_at(job)
-        if due is None:
-            self._due.pop(job.job_id, None)
-        elif self._due.get(job.job_id) != due:
-            self._due[job.job_id] = due
-            heapq.heappush(self._heap, (due, due, job.job_id))
+        self._due.set(job.job_id, job_due_at(job), job.job_id)
 
     def rebuild(self, jobs: Iterable[JobState]) -> None:
-        self._heap, self._due = [], {}
+        self._due = _DueHeap()
         for job in jobs:
             self.update(job)
 
     def take_due(self, now: datetime, limit: int = 500) -> list[str]:
         """Jobs due by ``now`` (at most ``limit``). Each stays indexed and comes back
         later, less and less often, until its record changes."""
-        found: list[str] = []
-        while self._heap and self._heap[0][0] <= now and len(found) < limit:
-            ask_at, due, job_id = heapq.heappop(self._heap)
-            if self._due.get(job_id) != due:
-                continue  # the job moved on since this entry was made
-            found.append(job_id)
-            wait = min(max(ASK_AGAIN, (ask_at - due) * 2), ASK_AGAIN_MAX)
-            heapq.heappush(self._heap, (now + wait, due, job_id))
-        return found
+        return [job_id for job_id, _ in self._due.take(now, limit)]
