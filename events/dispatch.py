@@ -17,6 +17,8 @@ class DispatchOrder(msgspec.Struct, frozen=True, kw_only=True):
     payload: Any = None
     fallback_endpoint_url: str | None = None
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    # Sent to the endpoint as ``X-Debug-Mode: true`` (the trigger's debug_mode).
+    debug_mode: bool = False
 
     @property
     def idempotency_key(self) -> str:

@@ -68,6 +68,19 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     webhook_secret_sha256: str | None = None
     version_policy: Literal["pin", "latest"] = "pin"
     backwards_compatible: bool = True
+    # A trigger with an idempotency_key already used by a run triggered within this many
+    # seconds gets that run instead of a new one.
+    dedup_window_secs: int = 86_400
+
+
+class RunOverrides(msgspec.Struct, frozen=True, kw_only=True):
+    """What one trigger changed of its job's execution settings (None: the job's)."""
+
+    max_attempts: int | None = None
+    timeout_secs: int | None = None
+    retry_backoff: Literal["fixed", "exponential"] | None = None
+    retry_initial_delay_secs: int | None = None
+    retry_max_delay_secs: int | None = None
 
 
 class _Body(msgspec.Struct, frozen=True, kw_only=True):
@@ -103,6 +116,17 @@ class RunTriggered(_Body, frozen=True, kw_only=True):
     # The lane the run queues in: max_concurrency_per_key counts per key, and keys take
     # turns at equal priority (None: the lane of runs without a key).
     concurrency_key: str | None = None
+    # Set: the run waits ``delayed`` until then (the time its queue wait starts).
+    scheduled_at: datetime | None = None
+    # Set (from the job's run_ttl_secs): a run not started by then ends ``expired``.
+    expires_at: datetime | None = None
+    # Set with an idempotency_key: a trigger with that key until then gets this run.
+    dedup_until: datetime | None = None
+    overrides: RunOverrides | None = None
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+    debug_mode: bool = False
+    # Who triggered it: the API key's project and role, "cron", or a later trigger kind.
+    created_by: str | None = None
 
 
 class RunDispatched(_Body, frozen=True, kw_only=True):
@@ -233,6 +257,14 @@ class JobCronTicked(_Body, frozen=True, kw_only=True):
     missed: int = 0
 
 
+class RunExpired(_Body, frozen=True, kw_only=True):
+    """A run was not started by its ``expires_at`` (the job's run_ttl_secs): it ends
+    ``expired`` without an attempt."""
+
+    TYPE = "run.expired"
+    expires_at: datetime
+
+
 Event = (
     JobCreated
     | RunTriggered
@@ -249,6 +281,7 @@ Event = (
     | JobUpdated
     | JobScheduleSet
     | JobCronTicked
+    | RunExpired
 )
 
 EVENT_TYPES: dict[str, type[_Body]] = {
@@ -269,5 +302,6 @@ EVENT_TYPES: dict[str, type[_Body]] = {
         JobUpdated,
         JobScheduleSet,
         JobCronTicked,
+        RunExpired,
     )
 }

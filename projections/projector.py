@@ -38,6 +38,7 @@ from events.types import (
     RunCancelRequested,
     RunCompleted,
     RunDispatched,
+    RunExpired,
     RunFailed,
     RunRequeued,
     RunRetryScheduled,
@@ -104,6 +105,7 @@ RUN_CHANGES: dict[type, Changes] = {
     RunFailed: lambda env, e: {**_finished(e.status)(env, e), "error": _plain(e.failure)},
     RunCancelRequested: lambda env, e: {"status": "canceling"},
     RunCanceled: lambda env, e: {**_finished("canceled")(env, e), "next_retry_at": None},
+    RunExpired: lambda env, e: {**_finished("expired")(env, e), "next_retry_at": None},
 }
 
 
@@ -152,14 +154,19 @@ def _version_row(env: Envelope, event: JobCreated | JobUpdated) -> dict[str, Any
 
 def _run_row(env: Envelope, event: RunTriggered) -> dict[str, Any]:
     return {"id": env.run_id, "job_id": env.job_id, "project_id": env.project_id,
-            "status": "queued", "attempt": 0, "max_attempts": event.max_attempts,
+            "attempt": 0, "max_attempts": event.max_attempts,
             "payload": event.payload, "result": None, "metadata": event.metadata,
             "error": None, "triggered_by": event.triggered_by, "priority": event.priority,
             "idempotency_key": event.idempotency_key,
             "correlation_id": event.correlation_id, "job_version": event.job_version,
             "created_at": env.occurred_at, "started_at": None, "finished_at": None,
             "next_retry_at": None, "updated_at": env.occurred_at, "last_seq": env.seq,
-            "concurrency_key": event.concurrency_key}
+            "concurrency_key": event.concurrency_key,
+            "status": "queued" if event.scheduled_at is None else "delayed",
+            "scheduled_at": event.scheduled_at, "expires_at": event.expires_at,
+            "tags": event.tags, "debug_mode": event.debug_mode,
+            "created_by": event.created_by, "batch_id": event.batch_id,
+            "overrides": None if event.overrides is None else _plain(event.overrides)}
 
 
 def _event_row(env: Envelope, event: Any) -> dict[str, Any]:

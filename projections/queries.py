@@ -92,6 +92,8 @@ async def get_run(engine: AsyncEngine, project_id: str, run_id: str) -> RunView 
     if row is None:
         return None
     view = _view(row, RunView)
+    if view.status == "delayed" and view.attempt == 0 and view.scheduled_at is not None:
+        return msgspec.structs.replace(view, waiting_reason="scheduled")
     if view.status != "queued":
         return view
     # Why it waits: from the job's limits and the running counts, one indexed read.
@@ -176,3 +178,17 @@ async def list_jobs(engine: AsyncEngine, project_id: str, filters: JobFilters,
     query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
     async with engine.connect() as conn:
         return [_view(row, JobView) for row in await conn.execute(query)]
+
+
+async def run_statuses(engine: AsyncEngine, project_id: str,
+                       run_ids: list[str]) -> dict[str, str]:
+    """The current status of each of the project's runs named (missing ones left out)."""
+    found: dict[str, str] = {}
+    if not run_ids:
+        return found
+    async with engine.connect() as conn:
+        for i in range(0, len(run_ids), 500):
+            rows = await conn.execute(select(runs.c.id, runs.c.status).where(
+                runs.c.project_id == project_id, runs.c.id.in_(run_ids[i:i + 500])))
+            found.update((str(rid), str(status)) for rid, status in rows)
+    return found

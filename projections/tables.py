@@ -88,6 +88,14 @@ runs = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("last_seq", BigInteger, nullable=False),
     Column("concurrency_key", String(200)),
+    Column("scheduled_at", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("tags", JSON),
+    Column("debug_mode", Boolean),
+    Column("created_by", String(200)),
+    Column("batch_id", String(64)),
+    # What the trigger overrode of the job's settings (RunOverrides), or null.
+    Column("overrides", JSON),
     Index("ix_runs_project_job_created", "project_id", "job_id", "created_at"),
     Index("ix_runs_project_status", "project_id", "status"),
 )

@@ -48,6 +48,13 @@ class RunView(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
     last_seq: int
     concurrency_key: str | None = None
+    scheduled_at: datetime | None = None
+    expires_at: datetime | None = None
+    tags: dict[str, str] | None = None
+    debug_mode: bool | None = None
+    created_by: str | None = None
+    batch_id: str | None = None
+    overrides: dict[str, Any] | None = None
     # Computed at read time for a queued run (services/domain/holds.py), not stored.
     waiting_reason: str | None = None
 

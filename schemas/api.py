@@ -14,6 +14,7 @@ from schemas.text import (
     Attempts,
     Concurrency,
     Cron,
+    DedupWindowSecs,
     DelaySecs,
     Description,
     Identifier,
@@ -25,6 +26,7 @@ from schemas.text import (
     Reason,
     Secret,
     Slug,
+    StartDelaySecs,
     TagKey,
     Tags,
     TimeoutSecs,
@@ -82,6 +84,7 @@ class CreateJobRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     webhook_secret: Secret | None = None
     version_policy: Literal["pin", "latest"] = "pin"
     backwards_compatible: bool = True
+    dedup_window_secs: DedupWindowSecs = 86_400
 
 
 class JobResponse(msgspec.Struct, kw_only=True):
@@ -115,8 +118,7 @@ class JobResponse(msgspec.Struct, kw_only=True):
     rate_limit_window_secs: int | None
     max_concurrency_per_key: int | None
     rate_limit_keys: list[RateLimitKeyBody]
-    # Added to the definition by the trigger dedup work; null until then.
-    dedup_window_secs: int | None = None
+    dedup_window_secs: int = 86_400
     webhook_url: str | None
     # Never the secret itself: "********" when one is set.
     webhook_secret: str | None
@@ -163,6 +165,7 @@ class PatchJobRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     webhook_secret: Secret | UnsetType | None = UNSET
     version_policy: Literal["pin", "latest"] | UnsetType = UNSET
     backwards_compatible: bool | UnsetType = UNSET
+    dedup_window_secs: DedupWindowSecs | UnsetType = UNSET
 
 
 class JobVersionResponse(msgspec.Struct, kw_only=True):
@@ -234,16 +237,32 @@ class TriggerRunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
                                              "integers within 64 bits)")] = None
     metadata: Metadata = msgspec.field(default_factory=dict)
     priority: Priority = 0
-    idempotency_key: Token | None = None
+    idempotency_key: Annotated[Token | None, Meta(
+        description="a trigger with a key used within the job's dedup_window_secs gets "
+                    "that run (200) instead of a new one")] = None
     correlation_id: Token | None = None
     concurrency_key: Annotated[Token | None, Meta(
         description="the lane the run queues in: the job's max_concurrency_per_key counts "
                     "per key, and at equal priority the keys take turns")] = None
+    scheduled_at: Annotated[Annotated[datetime, Meta(tz=True)] | None, Meta(
+        description="when the run may start, with its UTC offset (at most a year ahead); "
+                    "the run is delayed until then. Not with delay_secs")] = None
+    delay_secs: Annotated[StartDelaySecs | None, Meta(
+        description="start the run this many seconds from now. Not with scheduled_at")] = None
+    tags: Tags = msgspec.field(default_factory=dict)
+    debug_mode: bool = False
+    max_attempts_override: Attempts | None = None
+    timeout_secs_override: TimeoutSecs | None = None
+    retry_backoff: Literal["fixed", "exponential"] | None = None
+    retry_initial_delay_secs: DelaySecs | None = None
+    retry_max_delay_secs: Annotated[DelaySecs | None, Meta(
+        description="the longest wait between attempts; at least retry_initial_delay_secs")
+    ] = None
 
 
 class BulkTriggerRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Up to 1,000 triggers of one job. Each item is checked on its own: a bad item is
-    answered in its place in ``items`` and does not stop the others."""
+    answered in its place in ``results`` and does not stop the others."""
 
     items: Annotated[list[Any], Meta(min_length=1, max_length=1000,
                                      description="TriggerRunRequest objects")]
@@ -251,16 +270,22 @@ class BulkTriggerRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
 
 class BulkItemResult(msgspec.Struct, kw_only=True):
     index: int
-    status: Literal["created", "accepted", "rejected"]
+    status: Annotated[str, Meta(
+        description="the run's status (queued or delayed for a new run, the run's current "
+                    "status for an idempotency hit), accepted (the processor took it but the "
+                    "run is not visible yet), or rejected (see error)")]
     id: str | None = None
+    run_token: str | None = None
+    idempotency_hit: bool = False
     error: "Error | None" = None
 
 
 class BulkTriggerResponse(msgspec.Struct, kw_only=True):
     batch_id: str
     total: int
+    # New runs: idempotency hits and rejected items are not counted.
     created: int
-    items: list[BulkItemResult]
+    results: list[BulkItemResult]
 
 
 class RunError(msgspec.Struct, kw_only=True):
@@ -270,7 +295,20 @@ class RunError(msgspec.Struct, kw_only=True):
     retryable: bool = True
 
 
+class ExecutionTrace(msgspec.Struct, kw_only=True):
+    queue_wait_ms: int | None = None
+    dequeue_ms: int | None = None
+    connect_ms: int | None = None
+    ttfb_ms: int | None = None
+    transfer_ms: int | None = None
+    total_ms: int | None = None
+    dispatch_ms: int | None = None
+
+
 class RunResponse(msgspec.Struct, kw_only=True):
+    """Seed 002's run object, plus max_attempts, correlation_id, updated_at, concurrency_key,
+    waiting_reason and error_detail; run_token only in a trigger's answer."""
+
     id: str
     job_id: str
     project_id: str
@@ -280,7 +318,8 @@ class RunResponse(msgspec.Struct, kw_only=True):
     payload: Any
     result: Any
     metadata: dict[str, str]
-    error: RunError | None
+    error: Annotated[str | None, Meta(description="why the last attempt failed (its "
+                                                   "message; error_detail has the rest)")]
     triggered_by: str
     priority: int
     idempotency_key: str | None
@@ -293,10 +332,34 @@ class RunResponse(msgspec.Struct, kw_only=True):
     updated_at: datetime
     concurrency_key: str | None = None
     waiting_reason: Annotated[
-        Literal["concurrency", "concurrency_key"] | None,
-        Meta(description="why a queued run is held: its job is at max_concurrency "
+        Literal["concurrency", "concurrency_key", "scheduled"] | None,
+        Meta(description="why a waiting run does not start: its job is at max_concurrency "
                          "(concurrency) or its key at max_concurrency_per_key "
-                         "(concurrency_key); null when nothing holds it")] = None
+                         "(concurrency_key), or it is delayed until scheduled_at "
+                         "(scheduled); null when nothing holds it")] = None
+    error_detail: RunError | None = None
+    scheduled_at: datetime | None = None
+    expires_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    parent_run_id: str | None = None
+    workflow_step_run_id: str | None = None
+    max_attempts_override: int | None = None
+    timeout_secs_override: int | None = None
+    retry_backoff: str | None = None
+    retry_initial_delay_secs: int | None = None
+    retry_max_delay_secs: int | None = None
+    execution_trace: ExecutionTrace | None = None
+    debug_mode: bool = False
+    continuation_of: str | None = None
+    lineage_depth: int = 0
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+    job_version_id: str | None = None
+    created_by: str | None = None
+    batch_id: str | None = None
+    run_token: Annotated[str | None, Meta(
+        description="only in a trigger's answer: what the run's endpoint presents to call "
+                    "back about it")] = None
+    idempotency_hit: bool = False
 
 
 class CancelRunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -81,6 +81,11 @@ TimeoutSecs = Annotated[int, Meta(ge=1, le=3600)]
 DelaySecs = Annotated[int, Meta(ge=0, le=86400)]
 Concurrency = Annotated[int, Meta(ge=1, le=10000)]
 TtlSecs = Annotated[int, Meta(ge=1, le=31_536_000)]
+# How far ahead a run may be scheduled: a year.
+StartDelaySecs = Annotated[int, Meta(ge=0, le=31_536_000)]
+DedupWindowSecs = Annotated[int, Meta(ge=1, le=2_592_000, description="seconds (at most 30 "
+                                      "days) in which a repeated idempotency_key gets the "
+                                      "run it first made")]
 Priority = Annotated[int, Meta(ge=-100, le=100)]
 RateMax = Annotated[int, Meta(ge=1, le=100_000)]
 RateWindowSecs = Annotated[int, Meta(ge=1, le=86_400)]

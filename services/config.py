@@ -54,6 +54,11 @@ class Settings:
     # makes them small); and the fix of faust's restart hand-over (off only to show, in
     # that test, what it prevents).
     processor_batch_max: int = 500
+    # The key run tokens are signed with (HMAC-SHA256): JOBLEDGER_RUN_TOKEN_SECRET, or
+    # else a random key kept in this file (made on first use, readable by its owner only),
+    # so tokens stay valid across restarts.
+    run_token_secret: str | None = None
+    run_token_secret_file: Path = Path(".jobledger/run_token.key")
     processor_max_poll_records: int | None = None
     processor_stream_buffer: int | None = None
     processor_handover_patch: bool = True
@@ -101,6 +106,9 @@ class Settings:
                 env.get("JOBLEDGER_PROCESSOR_MAX_POLL_RECORDS")),
             processor_stream_buffer=_optional_int(env.get("JOBLEDGER_PROCESSOR_STREAM_BUFFER")),
             processor_handover_patch=env.get("JOBLEDGER_FAUST_HANDOVER_PATCH", "1") != "0",
+            run_token_secret=env.get("JOBLEDGER_RUN_TOKEN_SECRET") or None,
+            run_token_secret_file=Path(env.get("JOBLEDGER_RUN_TOKEN_SECRET_FILE",
+                                               str(cls.run_token_secret_file))),
         )
 
 

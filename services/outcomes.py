@@ -13,6 +13,8 @@ class CommandOutcome(msgspec.Struct, frozen=True, kw_only=True):
     rejected: bool = False
     code: str | None = None
     reason: str | None = None
+    # A trigger answered with the run its idempotency key already made (``run_id``).
+    idempotency_hit: bool = False
 
 
 _encoder = msgspec.json.Encoder()

@@ -31,6 +31,7 @@ from services.api.runs import cancel_run, read_run, run_events
 from services.api.visibility import ProjectionWatcher
 from services.config import Settings
 from services.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
+from services.runtoken import load_secret
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ def create_app(settings: Settings) -> Litestar:
                                     settings.topics.projected)
         await watcher.start()
         await payload_schema.start()  # the validator workers, before the first trigger
-        app.state.ctx = ApiContext(settings, bus, engine, app.state.keyring, watcher)
+        app.state.ctx = ApiContext(settings, bus, engine, app.state.keyring, watcher,
+                                   token_secret=load_secret(settings))
         try:
             yield
         finally:

@@ -4,6 +4,8 @@ Items are decoded and checked one by one (a bad item is answered in its place an
 others go on), sent as one TriggerRun each (the producer batches them into few requests),
 and answered together with 201 once every accepted run is visible in the read model (or,
 item by item, "accepted" past the wait bound or at once with ``Prefer: respond-async``).
+An item whose idempotency key made a run within the job's dedup window is answered with
+that run (``idempotency_hit``) and is not counted in ``created``.
 """
 
 import asyncio
@@ -15,6 +17,7 @@ from typing import Any
 from litestar import Request, Response, post
 from litestar.params import FromPath
 
+from projections.queries import run_statuses
 from schemas.api import (
     BulkItemResult,
     BulkTriggerRequest,
@@ -27,8 +30,10 @@ from services.api.body import decode_as, decode_body
 from services.api.context import ApiContext, StillPending, prefers_async
 from services.api.errors import ApiError
 from services.api.ids import new_command_id, new_run_id
-from services.api.jobs import find_job, payload_problem
+from services.api.jobs import find_job
+from services.api.triggers import trigger_command
 from services.domain import TriggerRun
+from services.runtoken import run_token
 
 
 def _rejected(index: int, error: ApiError) -> BulkItemResult:
@@ -52,42 +57,54 @@ async def trigger_bulk(request: Request[Any, Any, Any],
     for index, raw in enumerate(data.items):
         try:
             item = decode_as(raw, TriggerRunRequest)
-            await payload_problem(job.spec.get("payload_schema"), item.payload)
+            commands[index] = await trigger_command(
+                key, job, item, command_id=new_command_id(), run_id=new_run_id(), now=now,
+                batch_id=batch_id)
         except ApiError as error:
             results[index] = _rejected(index, error)
-            continue
-        commands[index] = TriggerRun(
-            command_id=new_command_id(), project_id=key.project_id, job_id=job.id,
-            issued_at=now, actor=key.role, run_id=new_run_id(), payload=item.payload,
-            metadata=item.metadata, priority=item.priority,
-            idempotency_key=item.idempotency_key, correlation_id=item.correlation_id,
-            batch_id=batch_id, concurrency_key=item.concurrency_key)
 
     deadline = time.monotonic() + ctx.settings.command_wait_secs
     answers = await asyncio.gather(*(ctx.accepted(c, resource_id=c.run_id)
                                      for c in commands.values()), return_exceptions=True)
     highest = 0
+    hits: dict[int, str] = {}
     for (index, command), answer in zip(commands.items(), answers, strict=True):
         if isinstance(answer, ApiError):
             results[index] = _rejected(index, answer)
         elif isinstance(answer, BaseException) and not isinstance(answer, StillPending):
             raise answer
-        else:
+        elif isinstance(answer, StillPending):
             results[index] = BulkItemResult(index=index, status="accepted", id=command.run_id)
-            if not isinstance(answer, StillPending):
-                highest = max(highest, answer.seq)
+        else:
+            highest = max(highest, answer.seq)
+            run_id = command.run_id
+            if answer.idempotency_hit and answer.run_id is not None:
+                run_id = hits[index] = answer.run_id
+            results[index] = BulkItemResult(index=index, status="accepted", id=run_id,
+                                            idempotency_hit=index in hits)
     visible = (not prefers_async(request) and highest > 0 and await ctx.watcher.wait_for(
         job.id, highest, max(0.0, deadline - time.monotonic())))
     done = [r for r in results if r is not None]
     if visible:
-        done = [BulkItemResult(index=r.index, status="created", id=r.id)
-                if r.status == "accepted" else r for r in done]
-    created = sum(r.status != "rejected" for r in done)
+        current = await run_statuses(ctx.engine, key.project_id, list(hits.values()))
+        for r in done:
+            if r.status != "accepted" or r.id is None:
+                continue
+            command = commands[r.index]
+            if r.idempotency_hit:
+                r.status = current.get(r.id, "accepted")
+            else:
+                late = command.scheduled_at is not None and command.scheduled_at > now
+                r.status = "delayed" if late else "queued"
+    for r in done:
+        if r.id is not None:
+            r.run_token = run_token(ctx.token_secret, r.id)
+    created = sum(r.status != "rejected" and not r.idempotency_hit for r in done)
     body = BulkTriggerResponse(batch_id=batch_id, total=len(done), created=created,
-                               items=done)
-    # 201 for the batch either way: each item says whether its run is visible yet
-    # ("created"), only accepted ("accepted": past the wait bound, or asked with
-    # Prefer: respond-async), or refused with its error ("rejected").
+                               results=done)
+    # 201 for the batch either way: each item says its run's status (visible in the read
+    # model), "accepted" (not visible yet: past the wait bound, or asked with
+    # Prefer: respond-async), or "rejected" with its error.
     headers = {"Preference-Applied": "respond-async"} if prefers_async(request) else {}
     return Response(body, status_code=201, headers=headers)
 

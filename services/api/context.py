@@ -53,6 +53,8 @@ class ApiContext:
     keyring: KeyRing
     watcher: ProjectionWatcher
     jobs: TtlCache[JobView] = field(default_factory=TtlCache)
+    # What run tokens are signed with (services.runtoken).
+    token_secret: bytes = b""
 
     async def execute(self, command: Command, location: str | None = None,
                       resource_id: str | None = None,
@@ -64,6 +66,9 @@ class ApiContext:
         """
         deadline = time.monotonic() + self.settings.command_wait_secs
         outcome = await self.accepted(command, location, resource_id)
+        if outcome.idempotency_hit and outcome.run_id is not None:
+            # The answer is the run the key made before, not the one this command named.
+            location, resource_id = f"/v1/runs/{outcome.run_id}", outcome.run_id
         if respond_async:
             raise StillPending(command.command_id, location, resource_id, asked=True)
         left = max(0.0, deadline - time.monotonic())

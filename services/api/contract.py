@@ -46,6 +46,8 @@ class Route:
     # What a success answer leads to: link name -> (method, path, parameter, where the
     # response holds its value), written as OpenAPI links on the 2xx answer.
     links: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
+    # Answers 200 with the 201 body when an idempotency key names an earlier run.
+    replays: bool = False
 
 
 # Reads answer 503 too when the read models' database is locked or away.
@@ -93,7 +95,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("get", "/v1/jobs/{id_or_slug}/versions"): Route((400, 401, 404, 422, 503)),
     ("get", "/v1/jobs/{id_or_slug}/versions/{version_id}"): Route(_READ),
     ("post", _TRIGGER): Route(_COMMAND, TriggerRunRequest, accepted=True, links=_RUN_LINKS,
-                              example={"payload": {"date": "2024-05-01"},
+                              replays=True, example={"payload": {"date": "2024-05-01"},
                                        "metadata": {"requested_by": "docs"},
                                        "idempotency_key": "report-2024-05-01"}),
     ("get", _RUN): Route(_READ, links=_RUN_LINKS),
@@ -200,6 +202,11 @@ def complete_openapi(doc: dict[str, Any]) -> dict[str, Any]:
         responses: dict[str, Any] = {
             status: answer for status, answer in operation.get("responses", {}).items()
             if status.startswith("2")}
+        if route.replays:
+            responses["200"] = {
+                "description": "An idempotency hit: the run this idempotency_key made "
+                               "within the job's dedup_window_secs; nothing new was made",
+                "content": responses["201"]["content"]}
         if route.accepted:
             responses["202"] = {
                 "description": DESCRIPTIONS[202],

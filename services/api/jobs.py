@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
 from events.types import JobSpec, RateLimitKey
@@ -15,14 +15,15 @@ from schemas.api import CreateJobRequest, JobResponse, RunResponse, TriggerRunRe
 from services.api.auth import caller_of
 from services.api.body import decode_body
 from services.api.context import ApiContext, prefers_async
-from services.api.errors import invalid, not_found
+from services.api.errors import not_found
 from services.api.ids import job_id_for, new_command_id, new_run_id
 from services.api.job_rules import check_job
-from services.api.payload_schema import PayloadInvalid, validate_payload
 from services.api.runs import run_response
+from services.api.triggers import trigger_command
 from services.config import ApiKey
-from services.domain import CreateJob, TriggerRun
+from services.domain import CreateJob
 from services.domain.versions import version_id_for
+from services.runtoken import run_token
 
 SECRET_MASK = "********"
 
@@ -87,33 +88,22 @@ async def find_job(ctx: ApiContext, key: ApiKey, id_or_slug: str,
 
 
 @post("/v1/jobs/{id_or_slug:str}/trigger", status_code=201, summary="Trigger a job run")
-async def trigger_job(request: Request[Any, Any, Any], id_or_slug: FromPath[str]) -> RunResponse:
+async def trigger_job(request: Request[Any, Any, Any],
+                      id_or_slug: FromPath[str]) -> Response[RunResponse]:
     key = caller_of(request, "operator")
     data = await decode_body(request, TriggerRunRequest, optional=True)
     ctx: ApiContext = request.app.state.ctx
     job = await find_job(ctx, key, id_or_slug)
-    await payload_problem(job.spec.get("payload_schema"), data.payload)
     run_id = new_run_id()
-    await ctx.execute(
-        TriggerRun(command_id=new_command_id(), project_id=key.project_id, job_id=job.id,
-                   issued_at=datetime.now(UTC), actor=key.role, run_id=run_id,
-                   payload=data.payload, metadata=data.metadata, priority=data.priority,
-                   idempotency_key=data.idempotency_key, correlation_id=data.correlation_id,
-                   concurrency_key=data.concurrency_key),
-        location=f"/v1/runs/{run_id}", resource_id=run_id,
-        respond_async=prefers_async(request))
-    return await run_response(ctx, key, run_id)
+    command = await trigger_command(key, job, data, command_id=new_command_id(), run_id=run_id,
+                                    now=datetime.now(UTC))
+    outcome = await ctx.execute(command, location=f"/v1/runs/{run_id}", resource_id=run_id,
+                                respond_async=prefers_async(request))
+    hit = outcome.idempotency_hit and outcome.run_id is not None
+    run = await run_response(ctx, key, outcome.run_id if hit and outcome.run_id else run_id)
+    run.run_token, run.idempotency_hit = run_token(ctx.token_secret, run.id), hit
+    # 200: the idempotency key's run from before, nothing new; 201: a new run.
+    return Response(run, status_code=200 if hit else 201)
 
 
-async def payload_problem(schema: dict[str, Any] | None, payload: Any) -> None:
-    """Raise ApiError (422, naming the path) unless ``payload`` matches the job's schema."""
-    if schema is None:
-        return
-    try:
-        await validate_payload(schema, payload)
-    except PayloadInvalid as exc:
-        raise invalid(exc.path, f"does not match the job's payload_schema: "
-                                f"{exc.reason}") from None
-
-
-__all__ = ["create_job", "find_job", "payload_problem", "read_job", "trigger_job"]
+__all__ = ["create_job", "find_job", "read_job", "trigger_job"]

@@ -17,6 +17,7 @@ from services.api.errors import not_found
 from services.api.ids import new_command_id
 from services.config import ApiKey
 from services.domain import CancelRun
+from services.domain.versions import version_id_for
 
 
 async def _run(ctx: ApiContext, key: ApiKey, run_id: str) -> RunView:
@@ -27,8 +28,26 @@ async def _run(ctx: ApiContext, key: ApiKey, run_id: str) -> RunView:
 
 
 async def run_response(ctx: ApiContext, key: ApiKey, run_id: str) -> RunResponse:
-    view = await _run(ctx, key, run_id)
-    return msgspec.convert(view, RunResponse, from_attributes=True)
+    return response_of(await _run(ctx, key, run_id))
+
+
+# The trigger's overrides as the run object names them.
+_OVERRIDE_FIELDS = {"max_attempts": "max_attempts_override",
+                    "timeout_secs": "timeout_secs_override", "retry_backoff": "retry_backoff",
+                    "retry_initial_delay_secs": "retry_initial_delay_secs",
+                    "retry_max_delay_secs": "retry_max_delay_secs"}
+
+
+def response_of(view: RunView) -> RunResponse:
+    """Seed 002's run object from the read model's row."""
+    fields = msgspec.structs.asdict(view)
+    detail = fields.pop("error")
+    overrides = fields.pop("overrides") or {}
+    fields.update({_OVERRIDE_FIELDS[k]: v for k, v in overrides.items() if k in _OVERRIDE_FIELDS})
+    fields.update(error=None if detail is None else detail.get("message"), error_detail=detail,
+                  tags=fields["tags"] or {}, debug_mode=bool(fields["debug_mode"]),
+                  job_version_id=version_id_for(view.job_id, view.job_version))
+    return msgspec.convert(fields, RunResponse, from_attributes=False)
 
 
 @get("/v1/runs/{run_id:str}", summary="Get a run")

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from events.types import AttemptFailure, JobSpec
+from events.types import AttemptFailure, JobSpec, RunOverrides
 
 
 class _Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -40,6 +40,12 @@ class TriggerRun(_Command, frozen=True, kw_only=True, tag="run.trigger"):
     correlation_id: str | None = None
     batch_id: str | None = None
     concurrency_key: str | None = None
+    # When the run may start (None or not after issued_at: at once).
+    scheduled_at: datetime | None = None
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+    debug_mode: bool = False
+    overrides: RunOverrides | None = None
+    created_by: str | None = None
 
 
 class DispatchRun(_Command, frozen=True, kw_only=True, tag="run.dispatch"):

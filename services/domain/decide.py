@@ -29,7 +29,7 @@ from services.domain.operations.timers import decide_fire_timers
 from services.domain.operations.toggle import decide_toggle
 from services.domain.operations.trigger import decide_trigger
 from services.domain.operations.update_job import decide_update
-from services.domain.results import Rejection, RunEvent
+from services.domain.results import Duplicate, Rejection, RunEvent
 from services.domain.state import Aggregate
 
 # What a deleted job still takes: what finishes or drains the runs it had, and a caller's
@@ -38,7 +38,8 @@ AFTER_DELETE = (FireDueTimers, ReportAttemptSucceeded, ReportAttemptFailed, Disp
                 CancelWaitingRuns, CancelRun)
 
 
-def decide(state: Aggregate, command: Command, now: datetime) -> list[RunEvent] | Rejection:
+def decide(state: Aggregate, command: Command,
+           now: datetime) -> list[RunEvent] | Rejection | Duplicate:
     job = state.job
     if isinstance(command, CreateJob):
         return decide_create_job(state, command)

@@ -15,6 +15,7 @@ from events.types import (
     RunCancelRequested,
     RunCompleted,
     RunDispatched,
+    RunExpired,
     RunFailed,
     RunRequeued,
     RunRetryScheduled,
@@ -23,6 +24,7 @@ from events.types import (
 from services.domain.state import (
     Aggregate,
     CronSchedule,
+    DedupRecord,
     JobState,
     KeyState,
     RunState,
@@ -86,8 +88,8 @@ def _with_run(state: Aggregate, job: JobState, before: RunState | None, run: Run
     keys = {name: k for name, k in state.keys.items() if name != key.key}
     if key.live():
         keys[key.key] = key
-    return Aggregate(job=_moved(job, old, run.status), runs={**state.runs, run.run_id: run},
-                     keys=keys)
+    return replace(state, job=_moved(job, old, run.status),
+                   runs={**state.runs, run.run_id: run}, keys=keys)
 
 
 def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
@@ -118,15 +120,7 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
                                           last_tick_at=event.tick_at))
     assert run_id is not None, f"{type(event).__name__} needs a run id"
     if isinstance(event, RunTriggered):
-        round_, lane = _enqueued(job, state.key(event.concurrency_key or ""))
-        run = RunState(run_id=run_id, job_id=job.job_id, status=RunStatus.QUEUED,
-                       priority=event.priority, position=job.seq,
-                       max_attempts=event.max_attempts, timeout_secs=event.timeout_secs,
-                       payload=event.payload, metadata=event.metadata,
-                       job_version=event.job_version,
-                       pinned=None if job.spec is None else pin_of(job.spec),
-                       concurrency_key=event.concurrency_key, round=round_)
-        return _with_run(state, job, None, run, lane)
+        return _triggered(state, job, run_id, event)
 
     before = state.runs[run_id]
     key: KeyState | None = None
@@ -150,6 +144,30 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
         case RunCanceled():
             run = replace(before, status=RunStatus.CANCELED, next_retry_at=None,
                           deadline_at=None)
+        case RunExpired():
+            run = replace(before, status=RunStatus.EXPIRED, next_retry_at=None)
         case _:
             raise AssertionError(f"unhandled event {event!r}")
     return _with_run(state, job, before, run, key)
+
+
+def _triggered(state: Aggregate, job: JobState, run_id: str,
+               event: RunTriggered) -> Aggregate:
+    """A new run: queued in its key's next fairness round, or delayed until its
+    scheduled time (it takes its round when it is requeued then)."""
+    run = RunState(run_id=run_id, job_id=job.job_id, status=RunStatus.QUEUED,
+                   priority=event.priority, position=job.seq,
+                   max_attempts=event.max_attempts, timeout_secs=event.timeout_secs,
+                   payload=event.payload, metadata=event.metadata,
+                   job_version=event.job_version,
+                   pinned=None if job.spec is None else pin_of(job.spec),
+                   concurrency_key=event.concurrency_key, expires_at=event.expires_at,
+                   overrides=event.overrides, debug_mode=event.debug_mode)
+    if event.idempotency_key is not None and event.dedup_until is not None:
+        record = DedupRecord(run_id=run_id, until=event.dedup_until)
+        state = replace(state, dedup={**state.dedup, event.idempotency_key: record})
+    if event.scheduled_at is not None:
+        run = replace(run, status=RunStatus.DELAYED, next_retry_at=event.scheduled_at)
+        return _with_run(state, job, None, run)
+    round_, lane = _enqueued(job, state.key(event.concurrency_key or ""))
+    return _with_run(state, job, None, replace(run, round=round_), lane)

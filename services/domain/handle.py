@@ -9,7 +9,7 @@ from services.domain.decide import decide
 from services.domain.evolve import evolve
 from services.domain.operations.delete_job import drain
 from services.domain.operations.reschedule import reschedule
-from services.domain.results import Rejection, RunEvent
+from services.domain.results import Duplicate, Rejection, RunEvent
 from services.domain.state import Aggregate, Answer, RunStatus, dispatch_order, lane_of
 
 
@@ -34,6 +34,9 @@ def handle(state: Aggregate, command: Command) -> Decision:
     if isinstance(outcome, Rejection):
         answer = Answer(seq=state.job.seq, rejected=True, code=outcome.code, reason=outcome.reason)
         return Decision([], state, answer)
+    if isinstance(outcome, Duplicate):
+        answer = Answer(seq=state.job.seq, run_id=outcome.run_id, idempotency_hit=True)
+        return Decision([], state, answer)
 
     events = list(outcome)
     for run_id, event in outcome:
@@ -42,7 +45,8 @@ def handle(state: Aggregate, command: Command) -> Decision:
         state = evolve(state, run_id, event)
         events.append((run_id, event))
     # Again while a round starts fewer runs than it picked (a run that may not run
-    # under the latest version fails instead of starting, leaving its room free).
+    # under the latest version fails, and one past its expiry expires, instead of
+    # starting, leaving its room free).
     while picked := dispatchable(state):
         running = state.job.running_count
         for run_id in picked:
@@ -50,7 +54,7 @@ def handle(state: Aggregate, command: Command) -> Decision:
                                    project_id=command.project_id, job_id=command.job_id,
                                    issued_at=now, run_id=run_id)
             followup = decide(state, dispatch, now)
-            assert not isinstance(followup, Rejection), followup
+            assert isinstance(followup, list), followup
             for rid, event in followup:
                 state = evolve(state, rid, event)
                 events.append((rid, event))

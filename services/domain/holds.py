@@ -10,7 +10,8 @@ from typing import Literal
 
 import msgspec
 
-WaitingReason = Literal["concurrency", "concurrency_key"]
+# "scheduled" is a delayed run before its scheduled_at (read off the run itself).
+WaitingReason = Literal["concurrency", "concurrency_key", "scheduled"]
 
 
 class Holds(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,5 +15,12 @@ class Rejection(msgspec.Struct, frozen=True):
     reason: str
 
 
+class Duplicate(msgspec.Struct, frozen=True):
+    """A trigger whose idempotency key names a run triggered within the job's dedup
+    window: the caller gets that run, and nothing happens."""
+
+    run_id: str
+
+
 # An event and the run it is about (None for an event about the job itself).
 RunEvent = tuple[str | None, Event]

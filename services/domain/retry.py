@@ -16,14 +16,19 @@ class GiveUp(msgspec.Struct, frozen=True):
 
 
 def retry_decision(
-    attempt: int, max_attempts: int, failure: AttemptFailure, spec: JobSpec, now: datetime
+    attempt: int, max_attempts: int, failure: AttemptFailure, spec: JobSpec, now: datetime,
+    max_delay_secs: int | None = None,
 ) -> RetryAt | GiveUp:
-    """When (if ever) the next attempt of a run is due, after attempt ``attempt`` failed."""
+    """When (if ever) the next attempt of a run is due, after attempt ``attempt`` failed;
+    the delay capped at ``max_delay_secs`` when one is given."""
     if not failure.retryable:
         return GiveUp("the failure is permanent")
     if attempt >= max_attempts:
         return GiveUp(f"all {max_attempts} attempts failed")
-    return RetryAt(now + timedelta(seconds=retry_delay_secs(attempt, spec)))
+    delay = retry_delay_secs(attempt, spec)
+    if max_delay_secs is not None:
+        delay = min(delay, float(max_delay_secs))
+    return RetryAt(now + timedelta(seconds=delay))
 
 
 def retry_delay_secs(attempt: int, spec: JobSpec) -> float:

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from events.types import JobSpec
+from events.types import JobSpec, RunOverrides
 
 
 class RunStatus(StrEnum):
@@ -45,8 +45,11 @@ class PinnedSettings(msgspec.Struct, frozen=True, kw_only=True, array_like=True)
     retry_delays_secs: list[int] = msgspec.field(default_factory=lambda: [5])
 
 
-class RunState(msgspec.Struct, frozen=True, kw_only=True):
-    """What decisions about one run need to know; the read model holds the rest."""
+class RunState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What decisions about one run need to know; the read model holds the rest.
+
+    Stored without its default fields (``omit_defaults``): the processor keeps one per
+    run, so a field most runs leave unset costs them nothing."""
 
     run_id: str
     status: RunStatus
@@ -69,6 +72,10 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
     # priority the keys take turns.
     concurrency_key: str | None = None
     round: int = 0
+    # A run not started (attempt 0) by then expires (the job's run_ttl_secs).
+    expires_at: datetime | None = None
+    overrides: RunOverrides | None = None
+    debug_mode: bool = False
 
 
 class KeyState(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,6 +102,16 @@ class Answer(msgspec.Struct, frozen=True, kw_only=True):
     rejected: bool = False
     code: str | None = None
     reason: str | None = None
+    # The trigger's idempotency key named a run of the dedup window (``run_id``).
+    idempotency_hit: bool = False
+
+
+class DedupRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """The run an idempotency key of a job last triggered, and until when a trigger with
+    the key gets that run instead of a new one."""
+
+    run_id: str
+    until: datetime
 
 
 class CronSchedule(msgspec.Struct, frozen=True):
@@ -177,11 +194,19 @@ def lane_of(run: RunState) -> str:
     return run.concurrency_key or ""
 
 
+def expired(run: RunState, now: datetime) -> bool:
+    """Whether a run that never started is past its expiry (the job's run_ttl_secs)."""
+    return run.expires_at is not None and run.attempt == 0 and now >= run.expires_at
+
+
 def timer_due_at(run: RunState) -> datetime | None:
-    """When the timer must look at a run: a delayed run's retry, a running attempt's
-    report deadline; None for a run no timer waits for."""
+    """When the timer must look at a run: a delayed run's retry or scheduled start, a
+    queued never-started run's expiry, a running attempt's report deadline; None for a
+    run no timer waits for."""
     if run.status is RunStatus.DELAYED:
         return run.next_retry_at
+    if run.status is RunStatus.QUEUED:
+        return run.expires_at if run.attempt == 0 else None
     if run.status in (RunStatus.RUNNING, RunStatus.CANCELING):
         return run.deadline_at
     return None
@@ -199,6 +224,8 @@ class Aggregate(msgspec.Struct, frozen=True, kw_only=True):
     # The key records of those runs (and of a trigger's key); a key with no record has
     # nothing queued or running.
     keys: dict[str, KeyState] = msgspec.field(default_factory=dict)
+    # The dedup record of a trigger's idempotency key, by key (loaded for that trigger).
+    dedup: dict[str, DedupRecord] = msgspec.field(default_factory=dict)
 
     def key(self, name: str) -> KeyState:
         return self.keys.get(name) or KeyState(job_id=self.job.job_id, key=name)

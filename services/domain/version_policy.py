@@ -13,8 +13,10 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True):
     fallback_endpoint_url: str | None
     timeout_secs: int
     max_attempts: int
-    # The retry policy's fields, on a spec (what retry_decision reads).
+    # The retry policy's fields, on a spec (what retry_decision reads), and the longest
+    # delay between attempts (None: no cap).
     retry_spec: JobSpec
+    retry_max_delay_secs: int | None = None
 
 
 def pin_of(spec: JobSpec) -> PinnedSettings | None:
@@ -28,6 +30,23 @@ def pin_of(spec: JobSpec) -> PinnedSettings | None:
 
 
 def settings_for(job: JobState, run: RunState) -> RunSettings:
+    """The version's settings, with what the run's trigger overrode on top."""
+    settings = _version_settings(job, run)
+    o = run.overrides
+    if o is None:
+        return settings
+    retry = settings.retry_spec
+    if o.retry_backoff is not None or o.retry_initial_delay_secs is not None:
+        delays = (retry.retry_delays_secs if o.retry_initial_delay_secs is None
+                  else [o.retry_initial_delay_secs])
+        retry = replace(retry, retry_strategy=o.retry_backoff or retry.retry_strategy,
+                        retry_delays_secs=delays)
+    return replace(settings, max_attempts=o.max_attempts or settings.max_attempts,
+                   timeout_secs=o.timeout_secs or settings.timeout_secs, retry_spec=retry,
+                   retry_max_delay_secs=o.retry_max_delay_secs)
+
+
+def _version_settings(job: JobState, run: RunState) -> RunSettings:
     spec = job.spec
     assert spec is not None
     pinned = run.pinned

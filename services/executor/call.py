@@ -56,7 +56,7 @@ def open_session(allowed: Sequence[Network], limit: int, *,
 
 
 def headers_for(order: DispatchOrder) -> dict[str, str]:
-    return {
+    headers = {
         "X-Run-ID": order.run_id,
         "X-Job-ID": order.job_id,
         "X-Attempt": str(order.attempt),
@@ -64,6 +64,11 @@ def headers_for(order: DispatchOrder) -> dict[str, str]:
         "Content-Type": "application/json",
         "Accept-Encoding": "identity",
     }
+    if order.debug_mode:
+        # The trigger asked for a debug run: the endpoint decides what that means (more
+        # logging, a dry run); jobledger only passes it on.
+        headers["X-Debug-Mode"] = "true"
+    return headers
 
 
 def report_id(order: DispatchOrder) -> str:

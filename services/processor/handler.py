@@ -45,9 +45,9 @@ from services.domain import (
 )
 from services.domain.commands import FireDueTimers, TriggerRun
 from services.domain.operations.delete_job import DRAIN_CHUNK
-from services.domain.state import Answer
+from services.domain.state import Answer, DedupRecord
 from services.outcomes import CommandOutcome, encode_outcome
-from services.processor.statecodec import decode_answer, decode_job, encode_state
+from services.processor.statecodec import decode_answer, decode_dedup, decode_job, encode_state
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,8 @@ class StateStore(Protocol):
     def put_key(self, key: KeyState, raw: bytes | None) -> None:
         """Store a key record; ``raw`` None deletes it."""
     def put_answer(self, command_id: str, raw: bytes) -> None: ...
+    def get_dedup(self, job_id: str, idempotency_key: str) -> DedupRecord | None: ...
+    def put_dedup(self, job_id: str, idempotency_key: str, raw: bytes) -> None: ...
 
 
 class Sink(Protocol):
@@ -108,6 +110,8 @@ class StateWrites(msgspec.Struct):
     answers: list[tuple[str, bytes]] = msgspec.field(default_factory=list)
     # Key records (None: delete it, the key has nothing queued or running).
     keys: list[tuple[KeyState, bytes | None]] = msgspec.field(default_factory=list)
+    # Dedup records: (job id, idempotency key, record).
+    dedup: list[tuple[str, str, bytes]] = msgspec.field(default_factory=list)
 
     def apply_to(self, store: StateStore) -> None:
         for job_id, raw in self.jobs:
@@ -118,6 +122,8 @@ class StateWrites(msgspec.Struct):
             store.put_run(run, raw)
         for command_id, raw in self.answers:
             store.put_answer(command_id, raw)
+        for job_id, idempotency_key, raw in self.dedup:
+            store.put_dedup(job_id, idempotency_key, raw)
 
 
 class Handled(msgspec.Struct):
@@ -181,7 +187,11 @@ def load(store: StateStore, command: Command) -> Aggregate:
         lanes.add(command.concurrency_key or "")
     keys = {key: record for key in lanes
             if (record := store.get_key(job.job_id, key)) is not None}
-    return Aggregate(job=job, runs=runs, keys=keys)
+    dedup: dict[str, DedupRecord] = {}
+    if isinstance(command, TriggerRun) and (idem := command.idempotency_key) is not None:
+        if (found := store.get_dedup(job.job_id, idem)) is not None:
+            dedup[idem] = found
+    return Aggregate(job=job, runs=runs, keys=keys, dedup=dedup)
 
 
 class _Staged:
@@ -195,6 +205,16 @@ class _Staged:
         self.answers: dict[str, bytes] = {}
         self.keys: dict[tuple[str, str], KeyState] = {}
         self.keys_of_job: dict[str, set[str]] = {}
+        self.dedup: dict[tuple[str, str], bytes] = {}
+
+    def get_dedup(self, job_id: str, idempotency_key: str) -> DedupRecord | None:
+        raw = self.dedup.get((job_id, idempotency_key))
+        if raw is None:
+            return self.store.get_dedup(job_id, idempotency_key)
+        return decode_dedup(raw)
+
+    def put_dedup(self, job_id: str, idempotency_key: str, raw: bytes) -> None:
+        self.dedup[(job_id, idempotency_key)] = raw
 
     def get_job(self, job_id: str) -> JobState | None:
         raw = self.jobs.get(job_id)
@@ -268,7 +288,8 @@ class _Staged:
 def _outcome(command: Command, answer: Answer) -> Record:
     outcome = CommandOutcome(command_id=command.command_id, job_id=command.job_id,
                              seq=answer.seq, run_id=answer.run_id, rejected=answer.rejected,
-                             code=answer.code, reason=answer.reason)
+                             code=answer.code, reason=answer.reason,
+                             idempotency_hit=answer.idempotency_hit)
     return command.job_id, encode_outcome(outcome)
 
 
@@ -300,6 +321,9 @@ def _decide(record: CommandRecord, staged: _Staged) -> Handled:
             lanes = sorted({lane_of(decision.state.runs[rid]) for rid in touched})
             writes.keys += [(key, encode_state(key) if key.live() else None)
                             for key in (decision.state.key(lane) for lane in lanes)]
+            writes.dedup += [(job.job_id, idem, encode_state(record))
+                             for idem, record in decision.state.dedup.items()
+                             if before.dedup.get(idem) != record]
         outcome = None
         if command.awaits_outcome:
             writes.answers.append((command.command_id, encode_state(decision.answer)))
@@ -434,7 +458,7 @@ def _records(
                 fallback_endpoint_url=(spec.fallback_endpoint_url if event.timeout_secs is None
                                        else event.fallback_endpoint_url),
                 timeout_secs=event.timeout_secs or run.timeout_secs, payload=run.payload,
-                metadata=run.metadata,
+                metadata=run.metadata, debug_mode=run.debug_mode,
             )
             orders.append((run_id, encode_dispatch(order)))
     return records, orders

@@ -5,13 +5,15 @@ from datetime import datetime
 from faust.types import TableT
 
 from services.domain import JobState, KeyState, RunState
-from services.domain.state import Answer
+from services.domain.state import Answer, DedupRecord
 from services.processor.indexes import JobTimerIndex, RunIndexes
 from services.processor.statecodec import (
     decode_answer,
+    decode_dedup,
     decode_job,
     decode_key,
     decode_run,
+    dedup_id,
     key_id,
 )
 
@@ -92,3 +94,12 @@ class TableStore:
 
     def put_answer(self, command_id: str, raw: bytes) -> None:
         self.answers[command_id.encode()] = raw
+
+    def get_dedup(self, job_id: str, idempotency_key: str) -> DedupRecord | None:
+        raw = self.answers.get(dedup_id(job_id, idempotency_key).encode())
+        return None if raw is None else decode_dedup(raw)
+
+    def put_dedup(self, job_id: str, idempotency_key: str, raw: bytes) -> None:
+        # In the answers table: like an answer, a record written once per trigger and
+        # read by id, so it needs no table (and changelog) of its own.
+        self.answers[dedup_id(job_id, idempotency_key).encode()] = raw

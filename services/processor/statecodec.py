@@ -7,12 +7,13 @@ cannot be stored makes its command a rejection instead of failing half way.
 import msgspec
 
 from services.domain import JobState, KeyState, RunState
-from services.domain.state import Answer
+from services.domain.state import Answer, DedupRecord
 
 _job_decoder = msgspec.msgpack.Decoder(JobState)
 _run_decoder = msgspec.msgpack.Decoder(RunState)
 _answer_decoder = msgspec.msgpack.Decoder(Answer)
 _key_decoder = msgspec.msgpack.Decoder(KeyState)
+_dedup_decoder = msgspec.msgpack.Decoder(DedupRecord)
 _encoder = msgspec.msgpack.Encoder()
 
 encode_state = _encoder.encode
@@ -32,6 +33,16 @@ def decode_answer(raw: bytes) -> Answer:
 
 def decode_key(raw: bytes) -> KeyState:
     return _key_decoder.decode(raw)
+
+
+def decode_dedup(raw: bytes) -> DedupRecord:
+    return _dedup_decoder.decode(raw)
+
+
+def dedup_id(job_id: str, idempotency_key: str) -> str:
+    """A dedup record's table key (they share the answers table, whose command ids hold
+    no control characters)."""
+    return f"idem\x1f{job_id}\x1f{idempotency_key}"
 
 
 def key_id(job_id: str, key: str) -> str:

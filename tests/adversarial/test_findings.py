@@ -86,7 +86,7 @@ async def test_3_an_endpoint_answering_json_5000_deep_fails_that_run_alone(
         job = await create_job(client, slug("deep"), f"{endpoint.base_url}/deep/5000")
         response = await client.post(f"/v1/jobs/{job['id']}/trigger")
         run = await wait_for_status(client, response.json()["id"], {"failed"})
-        assert run["error"]["kind"] == "invalid_response" and run["attempt"] == 1
+        assert run["error_detail"]["kind"] == "invalid_response" and run["attempt"] == 1
         assert len(endpoint.for_run(run["id"])) == 1  # called once, not re-posted
     await assert_still_serving(ready_stack, endpoint, before)
 

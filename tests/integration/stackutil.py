@@ -51,6 +51,7 @@ def start_stack(bootstrap: str, home: Path, partitions: int = 4) -> RunningStack
         "JOBLEDGER_PARTITIONS": str(partitions),
         "JOBLEDGER_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
         "JOBLEDGER_PROCESSOR_DIR": str(home / "processor"),
+        "JOBLEDGER_RUN_TOKEN_SECRET_FILE": str(home / "run_token.key"),
         "JOBLEDGER_HTTP_PORT": str(port),
         "JOBLEDGER_BOOTSTRAP_KEY": admin,
         "JOBLEDGER_API_KEYS": f"other:admin:{hash_key(other)},default:viewer:{hash_key(viewer)}",

@@ -71,8 +71,9 @@ async def test_exhausted_and_permanent_failures(ready_stack: RunningStack,
         run_b = (await client.post(f"/v1/jobs/{bad_request['id']}/trigger")).json()
         a = await wait_for_status(client, run_a["id"], {"failed"})
         b = await wait_for_status(client, run_b["id"], {"failed"})
-        assert a["attempt"] == 2 and a["error"]["status_code"] == 503
-        assert b["attempt"] == 1 and b["error"]["retryable"] is False
+        assert a["attempt"] == 2 and a["error_detail"]["status_code"] == 503
+        assert a["error"] == a["error_detail"]["message"]
+        assert b["attempt"] == 1 and b["error_detail"]["retryable"] is False
 
 
 async def test_cancel_running_queued_and_finished(ready_stack: RunningStack,
@@ -195,11 +196,14 @@ async def test_bulk_trigger_answers_each_item(ready_stack: RunningStack,
         body = response.json()
         assert (body["total"], body["created"]) == (50, 48)
         assert body["batch_id"].startswith("batch_")
-        by_index = {item["index"]: item for item in body["items"]}
+        by_index = {item["index"]: item for item in body["results"]}
         assert by_index[7]["status"] == "rejected"
         assert by_index[7]["error"]["details"][0]["field"] == "payload/n"
         assert by_index[9]["error"]["details"][0]["field"] == "unknown"
-        created = [item["id"] for item in body["items"] if item["status"] == "created"]
+        created = [item["id"] for item in body["results"] if item["status"] == "queued"]
+        assert len(created) == 48
+        assert all(item["run_token"].startswith("rt_") and not item["idempotency_hit"]
+                   for item in body["results"] if item["id"])
         runs = [await wait_for_status(client, run_id, {"completed"}) for run_id in created]
         assert sorted(r["result"]["echo"]["n"] for r in runs) == [
             i for i in range(50) if i not in (7, 9)]

@@ -297,9 +297,9 @@ async def test_version_policy_pin_and_latest_and_an_incompatible_schema(
         await wait_for_status(client, first["id"], {"completed"})
         failed = await wait_for_status(client, old["id"], {"failed", "completed"})
         assert failed["status"] == "failed", failed
-        assert failed["error"]["kind"] == "incompatible_version"
-        assert "version 1" in failed["error"]["message"]
-        assert "version 2" in failed["error"]["message"]
+        assert failed["error_detail"]["kind"] == "incompatible_version"
+        assert "version 1" in failed["error"]
+        assert "version 2" in failed["error"]
         assert endpoint.for_run(old["id"]) == []
         assert (await wait_for_status(client, new["id"], {"completed"}, timeout=20))[
             "job_version"] == 2

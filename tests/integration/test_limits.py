@@ -72,7 +72,7 @@ async def test_keys_take_turns(ready_stack: RunningStack, endpoint: Endpoint) ->
             response = await client.post(f"/v1/jobs/{job['id']}/trigger/bulk",
                                          json={"items": items(key, n)})
             assert response.status_code == 201, response.text
-            ids += [item["id"] for item in response.json()["items"]]
+            ids += [item["id"] for item in response.json()["results"]]
         await _all_complete(client, ids)
         b_ids = set(ids[20:])
         order = [run_id for run_id in endpoint.started if run_id in set(ids)]

@@ -20,14 +20,16 @@ from services.domain import (
     encode_command,
     lane_of,
 )
-from services.domain.state import Answer
+from services.domain.state import Answer, DedupRecord
 from services.outcomes import decode_outcome
 from services.processor.handler import CommandRecord, process_command, process_commands
 from services.processor.statecodec import (
     decode_answer,
+    decode_dedup,
     decode_job,
     decode_key,
     decode_run,
+    dedup_id,
     key_id,
 )
 
@@ -95,6 +97,13 @@ class MemoryStore:
 
     def put_answer(self, command_id: str, raw: bytes) -> None:
         self.answers[command_id] = raw
+
+    def get_dedup(self, job_id: str, idempotency_key: str) -> DedupRecord | None:
+        raw = self.answers.get(dedup_id(job_id, idempotency_key))
+        return None if raw is None else decode_dedup(raw)
+
+    def put_dedup(self, job_id: str, idempotency_key: str, raw: bytes) -> None:
+        self.answers[dedup_id(job_id, idempotency_key)] = raw
 
 
 class MemorySink:

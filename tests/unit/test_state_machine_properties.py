@@ -6,7 +6,10 @@ step: transitions follow the state machine, terminal runs never change, seq is g
 concurrency limits hold, the job's run indexes agree with the runs, attempts stay within
 max_attempts, and a rejected command changes nothing. Cron ticks (the due one, stale or
 early ones, after any delay) fire each tick at most once, with a fresh run, and keep
-the job's next tick after its last one and on the schedule it should have.
+the job's next tick after its last one and on the schedule it should have. Triggers
+come scheduled or not, with or without an idempotency key and overrides, on a job with
+or without a run TTL: a key used within the dedup window gets its run back and changes
+nothing, and only a never-started run expires.
 """
 
 from datetime import timedelta
@@ -23,7 +26,9 @@ from events.types import (
     RunCancelRequested,
     RunCompleted,
     RunDispatched,
+    RunExpired,
     RunFailed,
+    RunOverrides,
     RunRequeued,
     RunRetryScheduled,
     RunTriggered,
@@ -57,7 +62,8 @@ from tests.unit.domain_support import (
 S = RunStatus
 # event type -> (statuses it may follow, status it leads to)
 LEGAL: dict[type, tuple[set[S | None], set[S]]] = {
-    RunTriggered: ({None}, {S.QUEUED}),
+    RunTriggered: ({None}, {S.QUEUED, S.DELAYED}),
+    RunExpired: ({S.QUEUED}, {S.EXPIRED}),
     RunDispatched: ({S.QUEUED}, {S.RUNNING}),
     RunCompleted: ({S.RUNNING}, {S.COMPLETED}),
     RunRetryScheduled: ({S.RUNNING}, {S.DELAYED}),
@@ -87,14 +93,16 @@ class RunMachine(RuleBasedStateMachine):
                 strategy=st.sampled_from(["fixed", "exponential", "custom"]),
                 delays=st.lists(st.integers(0, 30), min_size=1, max_size=3),
                 cron=st.sampled_from([None, "* * * * *", "*/5 * * * *", "30 2 * * *"]),
-                timezone=st.sampled_from(["UTC", "Europe/Paris"]))
+                timezone=st.sampled_from(["UTC", "Europe/Paris"]),
+                ttl=st.none() | st.integers(1, 200), dedup=st.integers(1, 300))
     def create_job(self, max_attempts: int, limit: int | None, per_key: int | None,
-                   strategy: str, delays: list[int], cron: str | None, timezone: str) -> None:
+                   strategy: str, delays: list[int], cron: str | None, timezone: str,
+                   ttl: int | None, dedup: int) -> None:
         self.max_attempts, self.limit, self.per_key = max_attempts, limit, per_key
         self.apply(create(self.now, max_attempts=max_attempts, max_concurrency=limit,
                           max_concurrency_per_key=per_key,
                           retry_strategy=strategy, retry_delays_secs=delays, cron=cron,
-                          timezone=timezone))
+                          timezone=timezone, run_ttl_secs=ttl, dedup_window_secs=dedup))
 
     def apply(self, command: Command) -> None:
         before = self.state
@@ -111,8 +119,15 @@ class RunMachine(RuleBasedStateMachine):
             assert previous not in TERMINAL, f"{run_id} changed after {previous}"
             allowed_from, leads_to = LEGAL[type(event)]
             assert previous in allowed_from, f"{type(event).__name__} after {previous}"
-            statuses[run_id] = next(iter(leads_to)) if len(leads_to) == 1 else \
-                S(event.status)  # type: ignore[union-attr]
+            if isinstance(event, RunTriggered):
+                statuses[run_id] = S.QUEUED if event.scheduled_at is None else S.DELAYED
+            elif isinstance(event, RunExpired):
+                assert self.state.runs[run_id].attempt == 0, "a started run expired"
+                assert event.expires_at <= command.issued_at
+                statuses[run_id] = S.EXPIRED
+            else:
+                statuses[run_id] = next(iter(leads_to)) if len(leads_to) == 1 else \
+                    S(event.status)  # type: ignore[union-attr]
         if decision.answer.rejected:
             assert decision.state == before and decision.events == []
         assert decision.state.job.seq == before.job.seq + len(decision.events)
@@ -130,11 +145,35 @@ class RunMachine(RuleBasedStateMachine):
         real = run.attempt if run else 1
         return data.draw(st.sampled_from([real, real, real, real + 1, max(0, real - 1)]))
 
-    @rule(priority=st.integers(-2, 2), key=st.sampled_from([None, "a", "b", "c"]))
-    def trigger_run(self, priority: int, key: str | None) -> None:
+    @rule(priority=st.integers(-2, 2), key=st.sampled_from([None, "a", "b", "c"]),
+          delay=st.none() | st.integers(-5, 300),
+          idem=st.sampled_from([None, None, "k1", "k2"]),
+          attempts=st.none() | st.integers(1, 4), cap=st.none() | st.integers(0, 20))
+    def trigger_run(self, priority: int, key: str | None, delay: int | None,
+                    idem: str | None, attempts: int | None, cap: int | None) -> None:
         run_id = f"r{len(self.run_ids) + 1}"
-        self.run_ids.append(run_id)
-        self.apply(trigger(run_id, self.now, priority=priority, concurrency_key=key))
+        overrides = None
+        if attempts is not None or cap is not None:
+            overrides = RunOverrides(max_attempts=attempts, retry_max_delay_secs=cap,
+                                     retry_backoff="exponential")
+            self.max_attempts = max(self.max_attempts, attempts or 0)
+        seen = self.state.dedup.get(idem) if idem else None
+        command = replace(trigger(run_id, self.now, priority=priority, concurrency_key=key),
+                          idempotency_key=idem, overrides=overrides,
+                          scheduled_at=None if delay is None
+                          else self.now + timedelta(seconds=delay))
+        before = self.state
+        self.apply(command)
+        answer = handle(before, command).answer
+        if seen is not None and self.now < seen.until and not before.job.deleted:
+            # Within the window: the key's run, and nothing else happens (a deleted job
+            # answers nothing at all: it is not found).
+            assert answer.idempotency_hit and answer.run_id == seen.run_id
+            assert self.state == before
+        else:
+            assert not answer.idempotency_hit
+        if run_id in self.state.runs:
+            self.run_ids.append(run_id)
 
     @rule(data=st.data(), result=st.none() | st.dictionaries(st.text(max_size=3), st.integers()))
     def report_success(self, data: st.DataObject, result: Any) -> None:

@@ -43,10 +43,12 @@ def decide_cron_tick(state: Aggregate, command: FireCronTick,
     run_id = cron_run_id(job.job_id, fire_at)
     trigger = TriggerRun(command_id=command.command_id, project_id=command.project_id,
                          job_id=command.job_id, issued_at=now, actor="cron",
-                         awaits_outcome=False, run_id=run_id, triggered_by="cron")
+                         awaits_outcome=False, run_id=run_id, triggered_by="cron",
+                         created_by="cron")
     triggered = decide_trigger(state, trigger)
     if isinstance(triggered, Rejection):
         return triggered
+    assert isinstance(triggered, list), "a cron trigger has no idempotency key"
     following = next_tick(schedule.cron, schedule.timezone, now)
     ticked = JobCronTicked(tick_at=fire_at, run_id=run_id, next_tick_at=following,
                            missed=missed)

@@ -2,9 +2,9 @@
 
 from datetime import datetime, timedelta
 
-from events.types import AttemptFailure, RunDispatched, RunFailed
+from events.types import AttemptFailure, RunDispatched, RunExpired, RunFailed
 from services.domain.results import Rejection, RunEvent
-from services.domain.state import Aggregate, RunState, RunStatus
+from services.domain.state import Aggregate, RunState, RunStatus, expired
 from services.domain.version_policy import incompatible, settings_for
 
 # How long past its HTTP timeout an attempt may go unreported before it counts as lost:
@@ -16,6 +16,9 @@ def decide_dispatch(state: Aggregate, run: RunState, now: datetime) -> list[RunE
     assert state.job.spec is not None
     if run.status is not RunStatus.QUEUED:
         return Rejection("conflict", f"run {run.run_id} is {run.status}, not queued")
+    if expired(run, now):
+        assert run.expires_at is not None
+        return [(run.run_id, RunExpired(expires_at=run.expires_at))]
     why = incompatible(state.job, run)
     if why is not None:
         failure = AttemptFailure(kind="incompatible_version", message=why, retryable=False)

@@ -39,7 +39,7 @@ def attempt_failed(state: Aggregate, run: RunState, failure: AttemptFailure,
     assert state.job.spec is not None
     settings = settings_for(state.job, run)
     decision = retry_decision(run.attempt, settings.max_attempts, failure, settings.retry_spec,
-                              now)
+                              now, settings.retry_max_delay_secs)
     if isinstance(decision, GiveUp):
         status: Literal["failed", "timed_out"] = (
             "timed_out" if failure.kind == "timeout" else "failed"
