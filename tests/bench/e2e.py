@@ -89,6 +89,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="concurrent bulk requests")
     parser.add_argument("--visible-runs", type=int,
                         help="triggers of the command-to-visible phase")
+    parser.add_argument("--visible-rate", type=float,
+                        help="triggers/s of the command-to-visible phase (default: half the "
+                             "best rate measured; fixed, it compares two builds at one load)")
     parser.add_argument("--backlog", type=int, help="runs to queue on one job (0: skip)")
     parser.add_argument("--probes", type=int, help="sequential triggers per backlog probe")
     parser.add_argument("--backlog-timeout", type=float,
@@ -174,8 +177,9 @@ async def run(args: argparse.Namespace, results: Results, home: Path) -> None:
             f"  {results.bulk.rate:.1f} runs/s")
 
         best = max(p.rate for p in (results.single, results.bulk) if p)
-        log(f"command-to-visible: {args.visible_runs} triggers at {best / 2:.1f}/s")
-        results.visibility = await bench.visibility(args.visible_runs, best / 2)
+        rate = args.visible_rate or best / 2
+        log(f"command-to-visible: {args.visible_runs} triggers at {rate:.1f}/s")
+        results.visibility = await bench.visibility(args.visible_runs, rate)
 
         if args.backlog > 0:
             log(f"backlog: {args.probes} probes, fill {args.backlog:,} (stops after "
