@@ -143,6 +143,8 @@ class RunDispatched(_Body, frozen=True, kw_only=True):
     fallback_endpoint_url: str | None = None
     timeout_secs: int | None = None
     job_version: int | None = None
+    # When it started (what the job's rate limit counts); None on events written before.
+    at: datetime | None = None
 
 
 class RunCompleted(_Body, frozen=True, kw_only=True):
@@ -265,6 +267,16 @@ class RunExpired(_Body, frozen=True, kw_only=True):
     expires_at: datetime
 
 
+class JobDispatchHeld(_Body, frozen=True, kw_only=True):
+    """The job's queued runs may not start until ``until`` (its next window opening, or
+    when its rate limit has room again), for ``reason``; both null: the hold ended (runs
+    may start, or none wait). Recorded when the hold changes, not per run held."""
+
+    TYPE = "job.dispatch_held"
+    until: datetime | None = None
+    reason: Literal["execution_window", "rate_limit"] | None = None
+
+
 Event = (
     JobCreated
     | RunTriggered
@@ -282,6 +294,7 @@ Event = (
     | JobScheduleSet
     | JobCronTicked
     | RunExpired
+    | JobDispatchHeld
 )
 
 EVENT_TYPES: dict[str, type[_Body]] = {
@@ -303,5 +316,6 @@ EVENT_TYPES: dict[str, type[_Body]] = {
         JobScheduleSet,
         JobCronTicked,
         RunExpired,
+        JobDispatchHeld,
     )
 }

@@ -31,6 +31,7 @@ from events.types import (
     JobCronTicked,
     JobDeleted,
     JobDisabled,
+    JobDispatchHeld,
     JobEnabled,
     JobScheduleSet,
     JobUpdated,
@@ -117,7 +118,8 @@ def _job_row(env: Envelope, event: JobCreated) -> dict[str, Any]:
             "created_at": env.occurred_at, "updated_at": env.occurred_at,
             "last_seq": env.seq, "group_id": spec.group_id,
             "environment_id": spec.environment_id, "version_id": event.version_id,
-            "updated_by": spec.created_by, "deleted_at": None, "next_tick_at": None}
+            "updated_by": spec.created_by, "deleted_at": None, "next_tick_at": None,
+            "held_until": None, "held_reason": None}
 
 
 def _edited(changes: Changes) -> Changes:
@@ -131,6 +133,7 @@ def _edited(changes: Changes) -> Changes:
 JOB_CHANGES: dict[type, Changes] = {
     JobScheduleSet: lambda env, e: {"next_tick_at": e.next_tick_at},
     JobCronTicked: lambda env, e: {"next_tick_at": e.next_tick_at},
+    JobDispatchHeld: lambda env, e: {"held_until": e.until, "held_reason": e.reason},
     JobEnabled: _edited(lambda env, e: {"enabled": True, "updated_by": e.by}),
     JobDisabled: _edited(lambda env, e: {"enabled": False, "updated_by": e.by}),
     JobDeleted: _edited(lambda env, e: {"deleted_at": env.occurred_at, "updated_by": e.by}),

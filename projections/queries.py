@@ -80,7 +80,8 @@ async def find_job(engine: AsyncEngine, project_id: str, id_or_slug: str) -> Job
     return None if row is None else _view(row, JobView)
 
 
-_HOLDS = (select(jobs.c.spec, job_gates.c.running, key_gates.c.running)
+_HOLDS = (select(jobs.c.spec, job_gates.c.running, key_gates.c.running, jobs.c.held_until,
+                 jobs.c.held_reason)
           .select_from(jobs.outerjoin(job_gates, job_gates.c.job_id == jobs.c.id)
                        .outerjoin(key_gates, (key_gates.c.job_id == jobs.c.id)
                                   & (key_gates.c.concurrency_key == bindparam("ckey"))))
@@ -102,12 +103,13 @@ async def get_run(engine: AsyncEngine, project_id: str, run_id: str) -> RunView 
                                              "ckey": view.concurrency_key or ""})).first()
     if found is None:
         return view
-    spec, job_running, key_running = found
+    spec, job_running, key_running, held_until, held_reason = found
     holds = Holds(max_concurrency=spec.get("max_concurrency"),
                   max_concurrency_per_key=spec.get("max_concurrency_per_key"),
-                  job_running=job_running or 0, key_running=key_running or 0)
-    return msgspec.structs.replace(
-        view, waiting_reason=waiting_reason(view.status, view.concurrency_key, holds))
+                  job_running=job_running or 0, key_running=key_running or 0,
+                  held_reason=held_reason, held_until=_aware(held_until))
+    reason = waiting_reason(view.status, view.concurrency_key, holds, datetime.now(UTC))
+    return msgspec.structs.replace(view, waiting_reason=reason)
 
 
 async def list_run_events(engine: AsyncEngine, project_id: str,

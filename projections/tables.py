@@ -36,6 +36,9 @@ jobs = Table(
     Column("deleted_at", DateTime(timezone=True)),
     # The next cron tick (null: no schedule fires), from job.schedule_set / cron_ticked.
     Column("next_tick_at", DateTime(timezone=True)),
+    # From job.dispatch_held: the job's queued runs wait for a start gate until then.
+    Column("held_until", DateTime(timezone=True)),
+    Column("held_reason", String(32)),
     Index("ix_jobs_project_slug", "project_id", "slug", unique=True),
     Index("ix_jobs_project_created", "project_id", "created_at", "id"),
 )

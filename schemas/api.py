@@ -332,11 +332,13 @@ class RunResponse(msgspec.Struct, kw_only=True):
     updated_at: datetime
     concurrency_key: str | None = None
     waiting_reason: Annotated[
-        Literal["concurrency", "concurrency_key", "scheduled"] | None,
-        Meta(description="why a waiting run does not start: its job is at max_concurrency "
-                         "(concurrency) or its key at max_concurrency_per_key "
-                         "(concurrency_key), or it is delayed until scheduled_at "
-                         "(scheduled); null when nothing holds it")] = None
+        Literal["execution_window", "rate_limit", "concurrency", "concurrency_key",
+                "scheduled"] | None,
+        Meta(description="why a waiting run does not start: its job's execution window is "
+                         "closed (execution_window), its rate limit is used up (rate_limit), "
+                         "it is at max_concurrency (concurrency) or its key at "
+                         "max_concurrency_per_key (concurrency_key), or it is delayed until "
+                         "scheduled_at (scheduled); null when nothing holds it")] = None
     error_detail: RunError | None = None
     scheduled_at: datetime | None = None
     expires_at: datetime | None = None

@@ -1,11 +1,10 @@
 """DELETE /v1/jobs/{id_or_slug}: the job is gone for reads and commands; its runs and
 their history stay readable.
 
-Its queued runs are canceled ("job deleted") in chunks: the route sends
-``CancelWaitingRuns`` after the delete until a chunk comes back short, each command
-canceling at most ``DRAIN_CHUNK`` runs (its cost never grows with the backlog). If the
-route stops early (a crash, the bound below), the rest still never start: a deleted job
-dispatches nothing, and any later command of the job cancels another chunk.
+Its queued runs are canceled ("job deleted") by the processor, in chunks: the delete
+cancels the first ``DRAIN_CHUNK``, and while queued runs are left the job is due on the
+processor's timer at once, each wake-up canceling the next chunk (the cost of one command
+never grows with the backlog). Nothing of a deleted job starts meanwhile.
 """
 
 from datetime import UTC, datetime
@@ -18,11 +17,7 @@ from services.api.auth import caller_of
 from services.api.context import ApiContext
 from services.api.ids import new_command_id
 from services.api.jobs import find_job
-from services.domain import CancelWaitingRuns, DeleteJob
-from services.domain.operations.delete_job import DRAIN_CHUNK
-
-# Chunks one request sends at most (500,000 queued runs); see the module's doc.
-MAX_DRAIN_COMMANDS = 1000
+from services.domain import DeleteJob
 
 
 @delete("/v1/jobs/{job_id:str}", status_code=204, summary="Delete a job")
@@ -31,20 +26,9 @@ async def delete_job(request: Request[Any, Any, Any], job_id: FromPath[str]) -> 
     ctx: ApiContext = request.app.state.ctx
     job = await find_job(ctx, key, job_id, fresh=True)
     actor = key.project_id + ":" + key.role
-    outcome = await ctx.execute(DeleteJob(command_id=new_command_id(),
-                                          project_id=key.project_id, job_id=job.id,
-                                          issued_at=datetime.now(UTC), actor=actor))
+    await ctx.execute(DeleteJob(command_id=new_command_id(), project_id=key.project_id,
+                                job_id=job.id, issued_at=datetime.now(UTC), actor=actor))
     ctx.jobs.forget(key.project_id, job_id)
-    seq = outcome.seq
-    for _ in range(MAX_DRAIN_COMMANDS):
-        # Each canceled run is one event: the seq says how many this chunk canceled.
-        drained = await ctx.accepted(CancelWaitingRuns(
-            command_id=new_command_id(), project_id=key.project_id, job_id=job.id,
-            issued_at=datetime.now(UTC), actor="system"))
-        canceled, seq = drained.seq - seq, drained.seq
-        if canceled < DRAIN_CHUNK:
-            break
-    await ctx.watcher.wait_for(job.id, seq, ctx.settings.command_wait_secs)
 
 
 __all__ = ["delete_job"]

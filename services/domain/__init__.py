@@ -20,6 +20,7 @@ from services.domain.commands import (
     ReportAttemptSucceeded,
     TriggerRun,
     UpdateJob,
+    WakeJob,
     decode_command,
     encode_command,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "RunStatus",
     "TriggerRun",
     "UpdateJob",
+    "WakeJob",
     "accepts_triggers",
     "decide",
     "decode_command",

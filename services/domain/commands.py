@@ -110,6 +110,12 @@ class FireCronTick(_Command, frozen=True, kw_only=True, tag="cron.tick"):
     tick_at: datetime
 
 
+class WakeJob(_Command, frozen=True, kw_only=True, tag="job.wake"):
+    """Issued by the processor's timer when the job asked to be looked at again: a hold
+    on its runs may have ended (window, rate limit), or a deleted job still has queued
+    runs to cancel. It decides nothing itself; handling it starts what may start."""
+
+
 Command = (
     CreateJob
     | TriggerRun
@@ -124,6 +130,7 @@ Command = (
     | CancelWaitingRuns
     | UpdateJob
     | FireCronTick
+    | WakeJob
 )
 
 _encoder = msgspec.json.Encoder()

@@ -18,6 +18,7 @@ from services.domain.commands import (
     ReportAttemptSucceeded,
     TriggerRun,
     UpdateJob,
+    WakeJob,
 )
 from services.domain.operations.cancel import decide_cancel
 from services.domain.operations.create_job import decide_create_job
@@ -35,7 +36,7 @@ from services.domain.state import Aggregate
 # What a deleted job still takes: what finishes or drains the runs it had, and a caller's
 # cancel of one of them (they stay readable, and a running one may be stopped).
 AFTER_DELETE = (FireDueTimers, ReportAttemptSucceeded, ReportAttemptFailed, DispatchRun,
-                CancelWaitingRuns, CancelRun)
+                CancelWaitingRuns, CancelRun, WakeJob)
 
 
 def decide(state: Aggregate, command: Command,
@@ -59,8 +60,8 @@ def decide(state: Aggregate, command: Command,
             return decide_delete(command)
         case UpdateJob():
             return decide_update(state, command)
-        case CancelWaitingRuns():
-            return []  # handle() drains the queued runs it loaded
+        case CancelWaitingRuns() | WakeJob():
+            return []  # handle() drains or starts the queued runs it loaded
         case FireCronTick():
             return decide_cron_tick(state, command, now)
     run = state.runs.get(command.run_id)

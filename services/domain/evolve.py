@@ -8,6 +8,7 @@ from events.types import (
     JobCronTicked,
     JobDeleted,
     JobDisabled,
+    JobDispatchHeld,
     JobEnabled,
     JobScheduleSet,
     JobUpdated,
@@ -21,6 +22,7 @@ from events.types import (
     RunRetryScheduled,
     RunTriggered,
 )
+from services.domain.pacing import with_start
 from services.domain.state import (
     Aggregate,
     CronSchedule,
@@ -115,6 +117,9 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
                                                                 event.timezone or "UTC")
         return replace(state, job=replace(job, schedule_of=schedule,
                                           next_tick_at=event.next_tick_at))
+    if isinstance(event, JobDispatchHeld):
+        return replace(state, job=replace(job, held_until=event.until,
+                                          held_reason=event.reason))
     if isinstance(event, JobCronTicked):
         return replace(state, job=replace(job, next_tick_at=event.next_tick_at,
                                           last_tick_at=event.tick_at))
@@ -125,10 +130,14 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
     before = state.runs[run_id]
     key: KeyState | None = None
     match event:
-        case RunDispatched(attempt=attempt, deadline_at=deadline):
+        case RunDispatched(attempt=attempt, deadline_at=deadline, at=started):
             run = replace(before, status=RunStatus.RUNNING, attempt=attempt,
                           next_retry_at=None, deadline_at=deadline)
             job = replace(job, served_round=max(job.served_round, before.round))
+            spec = job.spec
+            if started is not None and spec is not None and spec.rate_limit_window_secs:
+                job = replace(job, rate=with_start(job.rate, spec.rate_limit_window_secs,
+                                                   started))
         case RunCompleted():
             run = replace(before, status=RunStatus.COMPLETED, deadline_at=None)
         case RunRetryScheduled(next_retry_at=at):

@@ -1,6 +1,9 @@
 """handle(state, command): decide, apply the events, then the follow-ups: dispatch
-whatever queued runs the decision lets start, and keep the job's cron schedule on the one
-it should have. What the processor calls for every command."""
+whatever queued runs the decision lets start, keep the job's cron schedule on the one it
+should have, and record a hold of its runs by a start gate. What the processor calls for
+every command."""
+
+from datetime import datetime
 
 import msgspec
 
@@ -8,6 +11,7 @@ from services.domain.commands import Command, DispatchRun
 from services.domain.decide import decide
 from services.domain.evolve import evolve
 from services.domain.operations.delete_job import drain
+from services.domain.operations.hold import rehold, start_room
 from services.domain.operations.reschedule import reschedule
 from services.domain.results import Duplicate, Rejection, RunEvent
 from services.domain.state import Aggregate, Answer, RunStatus, dispatch_order, lane_of
@@ -47,7 +51,7 @@ def handle(state: Aggregate, command: Command) -> Decision:
     # Again while a round starts fewer runs than it picked (a run that may not run
     # under the latest version fails, and one past its expiry expires, instead of
     # starting, leaving its room free).
-    while picked := dispatchable(state):
+    while picked := dispatchable(state, now):
         running = state.job.running_count
         for run_id in picked:
             dispatch = DispatchRun(command_id=command.command_id,
@@ -60,7 +64,7 @@ def handle(state: Aggregate, command: Command) -> Decision:
                 events.append((rid, event))
         if state.job.running_count - running == len(picked):
             break
-    for rid, event in reschedule(state.job, now):
+    for rid, event in [*reschedule(state.job, now), *rehold(state.job, now)]:
         state = evolve(state, rid, event)
         events.append((rid, event))
 
@@ -69,10 +73,11 @@ def handle(state: Aggregate, command: Command) -> Decision:
     return Decision(events, state, answer)
 
 
-def dispatchable(state: Aggregate) -> list[str]:
-    """Queued runs that may start now, in dispatch order, within the job's concurrency
-    limit and each key's. The processor offers the candidates (the first runs of the
-    lanes with room); this is the authority that checks them."""
+def dispatchable(state: Aggregate, now: datetime) -> list[str]:
+    """Queued runs that may start at ``now``, in dispatch order, within the job's
+    concurrency limit and each key's, its execution window and its rate limit. The
+    processor offers the candidates (the first runs of the lanes with room); this is the
+    authority that checks them."""
     spec = state.job.spec
     if spec is None or not state.job.queued_count or state.job.deleted:
         return []
@@ -80,6 +85,9 @@ def dispatchable(state: Aggregate) -> list[str]:
                     key=dispatch_order)
     limit = spec.max_concurrency
     room = len(queued) if limit is None else max(0, limit - state.job.running_count)
+    gates = start_room(state.job, now)
+    if gates is not None:
+        room = min(room, gates)
     per_key = spec.max_concurrency_per_key
     started: dict[str, int] = {}
     chosen: list[str] = []

@@ -1,12 +1,13 @@
 """The state the processor keeps per job, built only by ``evolve``."""
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import msgspec
 
 from events.types import JobSpec, RunOverrides
+from services.domain.pacing import RateCounter
 
 
 class RunStatus(StrEnum):
@@ -157,6 +158,11 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     # The highest fairness round dispatched so far: a key that queues again starts here
     # (no credit saved up while it was idle).
     served_round: int = 0
+    # Starts counted against the rate limit (only while the job has one).
+    rate: RateCounter | None = None
+    # Set by job.dispatch_held: no queued run starts before then, and why.
+    held_until: datetime | None = None
+    held_reason: str | None = None
 
 
 def is_enabled(job: JobState) -> bool:
@@ -177,10 +183,20 @@ def wanted_schedule(job: JobState) -> CronSchedule | None:
     return CronSchedule(job.spec.cron, job.spec.timezone)
 
 
+# A wake-up due at once: a deleted job with queued runs left to cancel. Distinct for each
+# version of the job's record, so that each chunk canceled asks for the next one at once
+# (the timer only backs off from a job whose due time stays the same).
+_AT_ONCE = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 def job_due_at(job: JobState) -> datetime | None:
     """When the processor's timer must look at the job itself (not at one of its runs):
-    its next cron tick."""
-    return job.next_tick_at
+    its next cron tick, the end of a hold on its runs, or at once to drain a deleted
+    job's queue."""
+    if job.deleted and job.queued_count:
+        return _AT_ONCE + timedelta(microseconds=job.seq)
+    due = [at for at in (job.next_tick_at, job.held_until) if at is not None]
+    return min(due, default=None)
 
 
 def dispatch_order(run: RunState) -> tuple[int, int, int]:

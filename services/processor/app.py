@@ -21,7 +21,7 @@ from services.processor.handover import HandoverApp
 from services.processor.ports import TableStore
 from services.processor.sink import ProducerSink
 from services.processor.tablewrites import BatchWrites, BufferedTable
-from services.processor.timer import ask_for_cron_ticks, ask_for_due_timers
+from services.processor.timer import ask_for_due_timers, ask_for_job_timers
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def create_app(settings: Settings) -> faust.App:
         await ask_for_due_timers(
             store, lambda key, value: commands.send(key=key, value=value),
             lambda key, value: letters.send(key=key, value=value))
-        await ask_for_cron_ticks(
+        await ask_for_job_timers(
             store, lambda key, value: commands.send(key=key, value=value),
             lambda key, value: letters.send(key=key, value=value))
 

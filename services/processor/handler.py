@@ -43,8 +43,9 @@ from services.domain import (
     handle,
     lane_of,
 )
-from services.domain.commands import FireDueTimers, TriggerRun
+from services.domain.commands import DeleteJob, FireDueTimers, TriggerRun, UpdateJob
 from services.domain.operations.delete_job import DRAIN_CHUNK
+from services.domain.operations.hold import start_room
 from services.domain.state import Answer, DedupRecord
 from services.outcomes import CommandOutcome, encode_outcome
 from services.processor.statecodec import decode_answer, decode_dedup, decode_job, encode_state
@@ -154,9 +155,10 @@ def load(store: StateStore, command: Command) -> Aggregate:
         named += command.run_ids
     wanted = set(named)
     per_key = job.spec.max_concurrency_per_key if job.spec is not None else None
-    if job.spec is not None and job.queued_count and job.deleted:
+    if job.spec is not None and job.queued_count and (job.deleted
+                                                      or isinstance(command, DeleteJob)):
         # A deleted job's queued runs are canceled a chunk per command (delete_job.drain),
-        # whatever room their keys have.
+        # whatever room their keys have: the delete's own chunk, then one per wake-up.
         per_key = None
         wanted.update(store.waiting(job.job_id, DRAIN_CHUNK))
     elif job.spec is not None and job.queued_count:
@@ -164,6 +166,11 @@ def load(store: StateStore, command: Command) -> Aggregate:
         # Room now, plus what this command may free (each named run may end); a run the
         # command requeues is among the named ones.
         room = job.queued_count if limit is None else max(0, limit - job.running_count)
+        # No more than the start gates let start: a held job loads no candidates. (An
+        # update may open them: it is decided on the new definition.)
+        gates = None if isinstance(command, UpdateJob) else start_room(job, command.issued_at)
+        if gates is not None:
+            room = min(room, gates)
         if job.compat_floor and job.spec.version_policy == "latest":
             # Queued runs older than the floor fail at dispatch instead of starting, so
             # look further for runs that may take the room they leave.

@@ -1,5 +1,5 @@
-"""The processor's timer: asks for due retries, overdue attempts and due cron ticks to
-be decided.
+"""The processor's timer: asks for due retries, overdue attempts, due cron ticks and job
+wake-ups (a hold ended, a drain to go on) to be decided.
 
 It only asks: requeueing, timing out or firing a tick is a command like any other
 (FireDueTimers naming the runs, FireCronTick naming the tick), so it is on the log and
@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 
 from services.deadletter import dead_letter, encode_dead_letter
 from services.domain import Command, JobState, encode_command
-from services.domain.commands import FireCronTick, FireDueTimers
+from services.domain.commands import FireCronTick, FireDueTimers, WakeJob
+from services.domain.state import job_due_at
 from services.processor.ports import TableStore
 
 log = logging.getLogger(__name__)
@@ -42,19 +43,27 @@ async def ask_for_due_timers(store: TableStore, send_command: Send, send_letter:
     return await _ask(store, due, commands, send_command, send_letter)
 
 
-async def ask_for_cron_ticks(store: TableStore, send_command: Send, send_letter: Send,
+async def ask_for_job_timers(store: TableStore, send_command: Send, send_letter: Send,
                              now: datetime | None = None) -> int:
-    """Send one FireCronTick per job whose next tick is due; returns how many were sent.
-    A tick asked for twice (a slow processor, a restart) fires once: the second finds the
-    job's next tick moved on."""
+    """Send one command per job that is due (``job_due_at``): FireCronTick when its next
+    tick came, else WakeJob (a hold on its runs ended, or a deleted job has runs left to
+    cancel); returns how many were sent. A tick asked for twice (a slow processor, a
+    restart) fires once: the second finds the job's next tick moved on. Either command's
+    follow-ups start what may start, so one per job is enough."""
     at = now or datetime.now(UTC)
 
     def commands(job_id: str, job: JobState) -> list[Command]:
-        if job.next_tick_at is None or job.next_tick_at > at:
+        due = job_due_at(job)
+        if due is None or due > at:
             return []
-        return [FireCronTick(command_id=f"cron:{job_id}:{uuid.uuid4().hex}",
-                             project_id=job.project_id, job_id=job_id, issued_at=at,
-                             actor="timer", awaits_outcome=False, tick_at=job.next_tick_at)]
+        if job.next_tick_at is not None and job.next_tick_at <= at and not job.deleted:
+            return [FireCronTick(command_id=f"cron:{job_id}:{uuid.uuid4().hex}",
+                                 project_id=job.project_id, job_id=job_id, issued_at=at,
+                                 actor="timer", awaits_outcome=False,
+                                 tick_at=job.next_tick_at)]
+        return [WakeJob(command_id=f"wake:{job_id}:{uuid.uuid4().hex}",
+                        project_id=job.project_id, job_id=job_id, issued_at=at,
+                        actor="timer", awaits_outcome=False)]
 
     return await _ask(store, store.due_jobs(at), commands, send_command, send_letter)
 

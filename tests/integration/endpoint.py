@@ -17,6 +17,7 @@ Every call counts as in flight until answered, per job (``X-Job-ID``) and per jo
 
 import asyncio
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,8 @@ class Received:
     path: str
     headers: dict[str, str]
     payload: Any
+    # When the call arrived (time.time()).
+    at: float = field(default_factory=time.time)
 
 
 @dataclass

@@ -42,6 +42,7 @@ SAMPLES: dict[str, dict[str, object]] = {
     "job.schedule_set": {"next_tick_at": NOW, "cron": "* * * * *", "timezone": "UTC"},
     "job.cron_ticked": {"tick_at": NOW, "run_id": "run_1", "next_tick_at": NOW, "missed": 2},
     "run.expired": {"expires_at": NOW},
+    "job.dispatch_held": {"until": NOW, "reason": "rate_limit"},
 }
 
 

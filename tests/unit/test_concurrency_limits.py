@@ -21,7 +21,7 @@ from services.domain.handle import dispatchable, handle
 from services.processor.handler import process_command, process_commands
 from services.processor.ports import TableStore
 from services.processor.statecodec import decode_key, decode_run
-from tests.unit.domain_support import create, empty, succeed, trigger
+from tests.unit.domain_support import T0, create, empty, succeed, trigger
 from tests.unit.test_processor_handler import MemorySink
 
 
@@ -97,7 +97,7 @@ def test_the_core_refuses_candidates_beyond_a_keys_limit() -> None:
         state = handle(state, trigger(f"r{i}", concurrency_key=key)).state
     running = sorted(r.run_id for r in state.runs.values() if r.status is RunStatus.RUNNING)
     assert running == ["r0", "r2", "r3", "r4"]  # keyless runs have no per-key limit
-    assert dispatchable(state) == []
+    assert dispatchable(state, T0) == []
 
 
 def _reference(runs: list[RunState], keys: dict[str, int], per_key: int | None,

@@ -14,7 +14,7 @@ from services.domain.state import CronSchedule
 from services.processor.handler import process_command
 from services.processor.indexes import ASK_AGAIN, JobTimerIndex
 from services.processor.ports import TableStore
-from services.processor.timer import ask_for_cron_ticks
+from services.processor.timer import ask_for_job_timers
 from tests.unit.test_processor_handler import MemorySink
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -71,10 +71,10 @@ async def test_a_tick_asked_for_twice_triggers_one_cron_run() -> None:
     create = CreateJob(command_id="c1", project_id="p", job_id="j", issued_at=at(5),
                        spec=spec)
     await process_command(encode_command(create), store, sink)
-    assert await ask_for_cron_ticks(store, commands.send, commands.send, at(59)) == 0
+    assert await ask_for_job_timers(store, commands.send, commands.send, at(59)) == 0
     # The processor is slow: the timer asks, then asks again before the first is decided.
-    assert await ask_for_cron_ticks(store, commands.send, commands.send, at(60.2)) == 1
-    assert await ask_for_cron_ticks(store, commands.send, commands.send,
+    assert await ask_for_job_timers(store, commands.send, commands.send, at(60.2)) == 1
+    assert await ask_for_job_timers(store, commands.send, commands.send,
                                     at(60.2) + ASK_AGAIN) == 1
     ticks = [decode_command(raw) for raw in commands.sent]
     assert all(isinstance(c, FireCronTick) and c.tick_at == at(60) for c in ticks)
@@ -89,5 +89,5 @@ async def test_a_tick_asked_for_twice_triggers_one_cron_run() -> None:
     assert stored is not None and stored.next_tick_at == at(120)
     # The next tick is indexed from the job's new record; the old one is not asked again.
     commands.sent.clear()
-    assert await ask_for_cron_ticks(store, commands.send, commands.send, at(100)) == 0
-    assert await ask_for_cron_ticks(store, commands.send, commands.send, at(120)) == 1
+    assert await ask_for_job_timers(store, commands.send, commands.send, at(100)) == 0
+    assert await ask_for_job_timers(store, commands.send, commands.send, at(120)) == 1

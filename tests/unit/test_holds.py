@@ -1,7 +1,9 @@
 """waiting_reason: the pure rule, and the projection's running counts it reads."""
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from msgspec.structs import replace
 from sqlalchemy import select
 
 from events.types import (
@@ -18,16 +20,25 @@ from services.domain.holds import Holds, waiting_reason
 from tests.unit.domain_support import spec
 from tests.unit.test_projections import apply, engine_at, record
 
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
 
 def test_the_first_gate_that_holds_is_the_reason() -> None:
     full = Holds(max_concurrency=2, max_concurrency_per_key=1, job_running=2, key_running=1)
-    assert waiting_reason("queued", "k", full) == "concurrency"
+    assert waiting_reason("queued", "k", full, NOW) == "concurrency"
     key_full = Holds(max_concurrency=2, max_concurrency_per_key=1, job_running=1,
                      key_running=1)
-    assert waiting_reason("queued", "k", key_full) == "concurrency_key"
-    assert waiting_reason("queued", None, key_full) is None  # no key, no per-key limit
-    assert waiting_reason("running", "k", full) is None
-    assert waiting_reason("queued", "k", Holds()) is None
+    assert waiting_reason("queued", "k", key_full, NOW) == "concurrency_key"
+    assert waiting_reason("queued", None, key_full, NOW) is None  # no key, no per-key limit
+    assert waiting_reason("running", "k", full, NOW) is None
+    assert waiting_reason("queued", "k", Holds(), NOW) is None
+    # The job-wide start gates come first, while their hold lasts.
+    later = NOW + timedelta(seconds=5)
+    windowed = replace(full, held_reason="execution_window", held_until=later)
+    assert waiting_reason("queued", "k", windowed, NOW) == "execution_window"
+    assert waiting_reason("queued", "k", windowed, later) == "concurrency"
+    limited = replace(key_full, held_reason="rate_limit", held_until=None)
+    assert waiting_reason("queued", "k", limited, later) == "rate_limit"
 
 
 async def test_held_runs_show_why_from_counts_kept_per_event(tmp_path: Path) -> None:

@@ -293,7 +293,8 @@ async def test_reports_and_timer_requests_get_no_outcome_and_no_stored_answer() 
 
 
 async def test_a_deleted_jobs_queued_runs_are_canceled_a_chunk_per_command() -> None:
-    from services.domain import CancelWaitingRuns, DeleteJob
+    from services.domain import DeleteJob, WakeJob
+    from services.domain.state import job_due_at
     from services.processor import handler
 
     store, sink = MemoryStore(), MemorySink()
@@ -302,23 +303,30 @@ async def test_a_deleted_jobs_queued_runs_are_canceled_a_chunk_per_command() -> 
     await process_command(encode_command(CreateJob(command_id="c1", project_id="p",
                                                    job_id="j", issued_at=NOW, spec=spec)),
                           store, sink)
-    for i in range(7):
+    for i in range(11):
         await process_command(trigger(f"t{i}", f"r{i}"), store, sink)
-    await process_command(encode_command(DeleteJob(command_id="d", project_id="p",
-                                                   job_id="j", issued_at=NOW)), store, sink)
-    job = store.get_job("j")
-    assert job is not None and job.deleted and job.queued_count == 6  # r0 runs on
     chunk, handler.DRAIN_CHUNK = handler.DRAIN_CHUNK, 4
     try:
-        drains = [CancelWaitingRuns(command_id=f"w{i}", project_id="p", job_id="j",
-                                    issued_at=NOW) for i in range(2)]
-        for command in drains:
-            await process_command(encode_command(command), store, sink)
+        # The delete cancels the first chunk itself; the rest waits for the timer, which
+        # finds the job due at once after each chunk, until none is left.
+        await process_command(encode_command(DeleteJob(command_id="d", project_id="p",
+                                                       job_id="j", issued_at=NOW)),
+                              store, sink)
+        job = store.get_job("j")
+        assert job is not None and job.deleted and job.queued_count == 6  # r0 runs on
+        wakes = 0
+        while (due := job_due_at(job)) is not None:
+            assert due <= NOW and wakes < 5
+            wakes += 1
+            await process_command(encode_command(WakeJob(
+                command_id=f"w{wakes}", project_id="p", job_id="j", issued_at=NOW,
+                awaits_outcome=False)), store, sink)
+            job = store.get_job("j")
+            assert job is not None
     finally:
         handler.DRAIN_CHUNK = chunk
-    job = store.get_job("j")
-    assert job is not None and job.queued_count == 0 and job.running_count == 1
-    canceled = [decode_event(raw) for raw in sink.events[-6:]]
+    assert wakes == 2 and job.queued_count == 0 and job.running_count == 1
+    canceled = [decode_event(raw) for raw in sink.events[-10:]]
     assert {d.event.reason for d in canceled if d is not None} == {"job deleted"}
     # The running run may finish; nothing else starts.
     orders_before = len(sink.orders)
@@ -327,5 +335,5 @@ async def test_a_deleted_jobs_queued_runs_are_canceled_a_chunk_per_command() -> 
         attempt=1)), store, sink)
     assert store.get_run("r0").status is RunStatus.COMPLETED  # type: ignore[union-attr]
     assert len(sink.orders) == orders_before
-    await process_command(trigger("t9", "r9"), store, sink)
+    await process_command(trigger("t99", "r99"), store, sink)
     assert decode_outcome(sink.outcomes[-1]).code == "not_found"

@@ -116,7 +116,7 @@ def test_retryable_failure_schedules_a_retry_then_the_timer_requeues_it() -> Non
     assert due.events[1][1] == RunDispatched(
         attempt=2, endpoint_url="http://e.example/x",
         deadline_at=at(11) + timedelta(seconds=30 + REPORT_GRACE_SECS),
-        fallback_endpoint_url=None, timeout_secs=30, job_version=1)
+        fallback_endpoint_url=None, timeout_secs=30, job_version=1, at=at(11))
 
 
 def test_permanent_failure_fails_at_once() -> None:

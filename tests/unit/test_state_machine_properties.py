@@ -12,7 +12,7 @@ or without a run TTL: a key used within the dedup window gets its run back and c
 nothing, and only a never-started run expires.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from hypothesis import settings
@@ -42,9 +42,11 @@ from services.domain import (
     EnableJob,
     RunStatus,
     UpdateJob,
+    WakeJob,
     accepts_triggers,
     handle,
 )
+from services.domain.operations.hold import start_room, wanted_hold
 from services.domain.state import wanted_schedule
 from tests.unit.domain_support import (
     T0,
@@ -87,6 +89,8 @@ class RunMachine(RuleBasedStateMachine):
         self.max_attempts = 3
         self.last: Command | None = None
         self.ticks_fired: list[object] = []
+        self.rate: tuple[int, int] | None = None
+        self.started: list[datetime] = []
 
     @initialize(max_attempts=st.integers(1, 4), limit=st.none() | st.integers(1, 3),
                 per_key=st.none() | st.integers(1, 2),
@@ -94,15 +98,22 @@ class RunMachine(RuleBasedStateMachine):
                 delays=st.lists(st.integers(0, 30), min_size=1, max_size=3),
                 cron=st.sampled_from([None, "* * * * *", "*/5 * * * *", "30 2 * * *"]),
                 timezone=st.sampled_from(["UTC", "Europe/Paris"]),
-                ttl=st.none() | st.integers(1, 200), dedup=st.integers(1, 300))
+                ttl=st.none() | st.integers(1, 200), dedup=st.integers(1, 300),
+                rate=st.none() | st.tuples(st.integers(1, 3), st.integers(1, 30)),
+                window=st.sampled_from([None, None, "*/2 * * * *", "0-29 * * * *"]))
     def create_job(self, max_attempts: int, limit: int | None, per_key: int | None,
                    strategy: str, delays: list[int], cron: str | None, timezone: str,
-                   ttl: int | None, dedup: int) -> None:
+                   ttl: int | None, dedup: int, rate: tuple[int, int] | None,
+                   window: str | None) -> None:
         self.max_attempts, self.limit, self.per_key = max_attempts, limit, per_key
+        self.rate = rate
         self.apply(create(self.now, max_attempts=max_attempts, max_concurrency=limit,
                           max_concurrency_per_key=per_key,
                           retry_strategy=strategy, retry_delays_secs=delays, cron=cron,
-                          timezone=timezone, run_ttl_secs=ttl, dedup_window_secs=dedup))
+                          timezone=timezone, run_ttl_secs=ttl, dedup_window_secs=dedup,
+                          rate_limit_max=rate and rate[0],
+                          rate_limit_window_secs=rate and rate[1],
+                          execution_window_cron=window))
 
     def apply(self, command: Command) -> None:
         before = self.state
@@ -113,6 +124,8 @@ class RunMachine(RuleBasedStateMachine):
             if isinstance(event, JobCronTicked):
                 assert event.tick_at not in self.ticks_fired, "a tick fired twice"
                 self.ticks_fired.append(event.tick_at)
+            if isinstance(event, RunDispatched) and event.at is not None:
+                self.started.append(event.at)
             if run_id is None:
                 continue
             previous = statuses.get(run_id)
@@ -130,6 +143,10 @@ class RunMachine(RuleBasedStateMachine):
                     S(event.status)  # type: ignore[union-attr]
         if decision.answer.rejected:
             assert decision.state == before and decision.events == []
+        elif not decision.answer.idempotency_hit:
+            # Every handled command leaves the hold the gates call for at its time.
+            job = decision.state.job
+            assert (job.held_until, job.held_reason) == wanted_hold(job, command.issued_at)
         assert decision.state.job.seq == before.job.seq + len(decision.events)
         assert decision.answer.seq == decision.state.job.seq
         self.events_seen += len(decision.events)
@@ -243,6 +260,13 @@ class RunMachine(RuleBasedStateMachine):
         self.now += timedelta(seconds=seconds)
         self.apply(tick(self.state.job.next_tick_at or self.now, self.now))
 
+    @rule(seconds=st.integers(0, 200))
+    def time_passes_and_the_job_wakes(self, seconds: int) -> None:
+        # The timer wakes the job at its hold's end, or late, or early (a second timer).
+        self.now += timedelta(seconds=seconds)
+        self.apply(WakeJob(command_id=cid(), project_id="p", job_id="j", issued_at=self.now,
+                           actor="timer", awaits_outcome=False))
+
     @rule()
     def repeat_last_command_decided_again(self) -> None:
         # What the processor does after losing its state write: decide the same command
@@ -273,8 +297,10 @@ class RunMachine(RuleBasedStateMachine):
         queued = [r for r in self.state.runs.values() if r.status is S.QUEUED]
         if spec is None or not queued:
             return
-        # Work-conserving: a queued run only waits while the job's limit is reached or
-        # its key's is.
+        # Work-conserving: a queued run only waits while the job's limit is reached, its
+        # key's is, or a start gate (window, rate limit) is closed.
+        if start_room(job, self.now) == 0:
+            return
         for run in queued:
             if spec.max_concurrency is not None and job.running_count >= spec.max_concurrency:
                 continue
@@ -315,6 +341,14 @@ class RunMachine(RuleBasedStateMachine):
         assert (job.next_tick_at is None) == (job.schedule_of is None) or job.spec is None
         if job.next_tick_at and job.last_tick_at:
             assert job.next_tick_at > job.last_tick_at
+
+    @invariant()
+    def rate_limit_holds_in_every_window(self) -> None:
+        if self.rate is None:
+            return
+        most, window = self.rate
+        for t in self.started:
+            assert sum(1 for s in self.started if t <= s < t + timedelta(seconds=window)) <= most
 
     @invariant()
     def attempts_within_limit(self) -> None:

@@ -2,9 +2,12 @@
 
 Queued runs are canceled in chunks, never all at once (that would grow with the
 backlog): ``handle`` cancels the queued runs it loaded with every command of a deleted job
-(``drain``), the DELETE route sends ``CancelWaitingRuns`` until a chunk comes back short,
-and a delayed run whose retry comes due is canceled instead of requeued (timers). Running
-runs may finish: their reports are still taken.
+(``drain``; the processor loads a chunk for the delete itself and for every later
+command), and while some are left the job is due on the processor's timer at once
+(``job_due_at``), whose WakeJob cancels the next chunk. A delayed run whose retry comes
+due is canceled instead of requeued (timers). Running runs may finish: their reports are
+still taken. (``CancelWaitingRuns``, which the DELETE route used to send, is still
+decided the same way for the commands of it on the log.)
 """
 
 from events.types import JobDeleted, RunCanceled

@@ -30,4 +30,4 @@ def decide_dispatch(state: Aggregate, run: RunState, now: datetime) -> list[RunE
                                        deadline_at=deadline,
                                        fallback_endpoint_url=settings.fallback_endpoint_url,
                                        timeout_secs=settings.timeout_secs,
-                                       job_version=run.job_version))]
+                                       job_version=run.job_version, at=now))]
