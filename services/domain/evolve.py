@@ -1,5 +1,7 @@
 """evolve(state, event) -> state: the only way state changes. Pure, total, no I/O."""
 
+from datetime import datetime
+
 from msgspec.structs import replace
 
 from events.types import (
@@ -22,7 +24,7 @@ from events.types import (
     RunRetryScheduled,
     RunTriggered,
 )
-from services.domain.pacing import with_start
+from services.domain.pacing import RateCounter, with_start
 from services.domain.state import (
     Aggregate,
     CronSchedule,
@@ -138,6 +140,8 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
             if started is not None and spec is not None and spec.rate_limit_window_secs:
                 job = replace(job, rate=with_start(job.rate, spec.rate_limit_window_secs,
                                                    started))
+            if started is not None and spec is not None and spec.rate_limit_keys:
+                state = replace(state, rates=_counted(state, before, started))
         case RunCompleted():
             run = replace(before, status=RunStatus.COMPLETED, deadline_at=None)
         case RunRetryScheduled(next_retry_at=at):
@@ -180,3 +184,17 @@ def _triggered(state: Aggregate, job: JobState, run_id: str,
         return _with_run(state, job, None, run)
     round_, lane = _enqueued(job, state.key(event.concurrency_key or ""))
     return _with_run(state, job, None, replace(run, round=round_), lane)
+
+
+def _counted(state: Aggregate, run: RunState, started: datetime) -> dict[tuple[str, str],
+                                                                       RateCounter]:
+    """The rate-key counters once ``run`` started: one more start under each limit its
+    metadata names a value for."""
+    assert state.job.spec is not None
+    rates = dict(state.rates)
+    for limit in state.job.spec.rate_limit_keys:
+        value = run.metadata.get(limit.name)
+        if value is not None:
+            pair = (limit.name, value)
+            rates[pair] = with_start(rates.get(pair), limit.window_secs, started)
+    return rates

@@ -11,7 +11,7 @@ from services.domain.commands import Command, DispatchRun
 from services.domain.decide import decide
 from services.domain.evolve import evolve
 from services.domain.operations.delete_job import drain
-from services.domain.operations.hold import rehold, start_room
+from services.domain.operations.hold import Taken, key_held_until, rehold, start_room, take
 from services.domain.operations.reschedule import reschedule
 from services.domain.results import Duplicate, Rejection, RunEvent
 from services.domain.state import Aggregate, Answer, RunStatus, dispatch_order, lane_of
@@ -64,7 +64,10 @@ def handle(state: Aggregate, command: Command) -> Decision:
                 events.append((rid, event))
         if state.job.running_count - running == len(picked):
             break
-    for rid, event in [*reschedule(state.job, now), *rehold(state.job, now)]:
+    for rid, event in reschedule(state.job, now):
+        state = evolve(state, rid, event)
+        events.append((rid, event))
+    for rid, event in rehold(state, now):
         state = evolve(state, rid, event)
         events.append((rid, event))
 
@@ -90,14 +93,21 @@ def dispatchable(state: Aggregate, now: datetime) -> list[str]:
         room = min(room, gates)
     per_key = spec.max_concurrency_per_key
     started: dict[str, int] = {}
+    taken: Taken = {}
     chosen: list[str] = []
     for run in queued:
         if len(chosen) >= room:
             break
         lane = lane_of(run)
-        if per_key is not None and lane:
-            if state.key(lane).running + started.get(lane, 0) >= per_key:
+        key_full = per_key is not None and lane and (
+            state.key(lane).running + started.get(lane, 0) >= per_key)
+        if key_full:
+            continue
+        if spec.rate_limit_keys:
+            if key_held_until(state, run, taken, now) is not None:
                 continue
+            take(state, run, taken)
+        if per_key is not None and lane:
             started[lane] = started.get(lane, 0) + 1
         chosen.append(run.run_id)
     return chosen

@@ -242,6 +242,9 @@ class Aggregate(msgspec.Struct, frozen=True, kw_only=True):
     keys: dict[str, KeyState] = msgspec.field(default_factory=dict)
     # The dedup record of a trigger's idempotency key, by key (loaded for that trigger).
     dedup: dict[str, DedupRecord] = msgspec.field(default_factory=dict)
+    # The start counters of the job's rate_limit_keys that the loaded runs count under,
+    # by (limit name, metadata value); a pair with no counter has no recent starts.
+    rates: dict[tuple[str, str], RateCounter] = msgspec.field(default_factory=dict)
 
     def key(self, name: str) -> KeyState:
         return self.keys.get(name) or KeyState(job_id=self.job.job_id, key=name)

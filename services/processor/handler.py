@@ -46,9 +46,16 @@ from services.domain import (
 from services.domain.commands import DeleteJob, FireDueTimers, TriggerRun, UpdateJob
 from services.domain.operations.delete_job import DRAIN_CHUNK
 from services.domain.operations.hold import start_room
+from services.domain.pacing import RateCounter
 from services.domain.state import Answer, DedupRecord
 from services.outcomes import CommandOutcome, encode_outcome
-from services.processor.statecodec import decode_answer, decode_dedup, decode_job, encode_state
+from services.processor.statecodec import (
+    decode_answer,
+    decode_dedup,
+    decode_job,
+    decode_rate,
+    encode_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,8 @@ RETRY_MAX_SECS = 5.0
 MAX_CANDIDATES = 1000
 # How many more queued runs a command loads while some may fail as incompatible_version.
 INCOMPATIBLE_LOOKAHEAD = 100
+# How many more queued runs a command loads past those its rate-key limits may hold.
+RATE_KEY_LOOKAHEAD = 100
 
 
 class StateStore(Protocol):
@@ -80,6 +89,8 @@ class StateStore(Protocol):
     def put_answer(self, command_id: str, raw: bytes) -> None: ...
     def get_dedup(self, job_id: str, idempotency_key: str) -> DedupRecord | None: ...
     def put_dedup(self, job_id: str, idempotency_key: str, raw: bytes) -> None: ...
+    def get_rate(self, job_id: str, name: str, value: str) -> RateCounter | None: ...
+    def put_rate(self, job_id: str, name: str, value: str, raw: bytes) -> None: ...
 
 
 class Sink(Protocol):
@@ -113,6 +124,8 @@ class StateWrites(msgspec.Struct):
     keys: list[tuple[KeyState, bytes | None]] = msgspec.field(default_factory=list)
     # Dedup records: (job id, idempotency key, record).
     dedup: list[tuple[str, str, bytes]] = msgspec.field(default_factory=list)
+    # Rate-key counters: (job id, limit name, metadata value, counter).
+    rates: list[tuple[str, str, str, bytes]] = msgspec.field(default_factory=list)
 
     def apply_to(self, store: StateStore) -> None:
         for job_id, raw in self.jobs:
@@ -125,6 +138,8 @@ class StateWrites(msgspec.Struct):
             store.put_answer(command_id, raw)
         for job_id, idempotency_key, raw in self.dedup:
             store.put_dedup(job_id, idempotency_key, raw)
+        for job_id, name, value, raw in self.rates:
+            store.put_rate(job_id, name, value, raw)
 
 
 class Handled(msgspec.Struct):
@@ -171,6 +186,10 @@ def load(store: StateStore, command: Command) -> Aggregate:
         gates = None if isinstance(command, UpdateJob) else start_room(job, command.issued_at)
         if gates is not None:
             room = min(room, gates)
+        if job.spec.rate_limit_keys:
+            # Runs held by their rate key are skipped, not waited behind: look further
+            # for runs of other keys that may take the room.
+            room += RATE_KEY_LOOKAHEAD
         if job.compat_floor and job.spec.version_policy == "latest":
             # Queued runs older than the floor fail at dispatch instead of starting, so
             # look further for runs that may take the room they leave.
@@ -198,7 +217,16 @@ def load(store: StateStore, command: Command) -> Aggregate:
     if isinstance(command, TriggerRun) and (idem := command.idempotency_key) is not None:
         if (found := store.get_dedup(job.job_id, idem)) is not None:
             dedup[idem] = found
-    return Aggregate(job=job, runs=runs, keys=keys, dedup=dedup)
+    rates: dict[tuple[str, str], RateCounter] = {}
+    # The metadata of every run this command may start: the loaded ones and a new one.
+    metadata = [run.metadata for run in runs.values()]
+    if isinstance(command, TriggerRun) and job.spec is not None:
+        metadata.append({**job.spec.default_run_metadata, **command.metadata})
+    for rate_key in job.spec.rate_limit_keys if job.spec is not None else ():
+        for value in {v for m in metadata if (v := m.get(rate_key.name)) is not None}:
+            if (counter := store.get_rate(job.job_id, rate_key.name, value)) is not None:
+                rates[(rate_key.name, value)] = counter
+    return Aggregate(job=job, runs=runs, keys=keys, dedup=dedup, rates=rates)
 
 
 class _Staged:
@@ -213,6 +241,14 @@ class _Staged:
         self.keys: dict[tuple[str, str], KeyState] = {}
         self.keys_of_job: dict[str, set[str]] = {}
         self.dedup: dict[tuple[str, str], bytes] = {}
+        self.rates: dict[tuple[str, str, str], bytes] = {}
+
+    def get_rate(self, job_id: str, name: str, value: str) -> RateCounter | None:
+        raw = self.rates.get((job_id, name, value))
+        return self.store.get_rate(job_id, name, value) if raw is None else decode_rate(raw)
+
+    def put_rate(self, job_id: str, name: str, value: str, raw: bytes) -> None:
+        self.rates[(job_id, name, value)] = raw
 
     def get_dedup(self, job_id: str, idempotency_key: str) -> DedupRecord | None:
         raw = self.dedup.get((job_id, idempotency_key))
@@ -331,6 +367,9 @@ def _decide(record: CommandRecord, staged: _Staged) -> Handled:
             writes.dedup += [(job.job_id, idem, encode_state(record))
                              for idem, record in decision.state.dedup.items()
                              if before.dedup.get(idem) != record]
+            writes.rates += [(job.job_id, name, value, encode_state(counter))
+                             for (name, value), counter in decision.state.rates.items()
+                             if before.rates.get((name, value)) != counter]
         outcome = None
         if command.awaits_outcome:
             writes.answers.append((command.command_id, encode_state(decision.answer)))

@@ -5,6 +5,7 @@ from datetime import datetime
 from faust.types import TableT
 
 from services.domain import JobState, KeyState, RunState
+from services.domain.pacing import RateCounter
 from services.domain.state import Answer, DedupRecord
 from services.processor.indexes import JobTimerIndex, RunIndexes
 from services.processor.statecodec import (
@@ -12,9 +13,11 @@ from services.processor.statecodec import (
     decode_dedup,
     decode_job,
     decode_key,
+    decode_rate,
     decode_run,
     dedup_id,
     key_id,
+    rate_id,
 )
 
 
@@ -103,3 +106,10 @@ class TableStore:
         # In the answers table: like an answer, a record written once per trigger and
         # read by id, so it needs no table (and changelog) of its own.
         self.answers[dedup_id(job_id, idempotency_key).encode()] = raw
+
+    def get_rate(self, job_id: str, name: str, value: str) -> RateCounter | None:
+        raw = self.answers.get(rate_id(job_id, name, value).encode())
+        return None if raw is None else decode_rate(raw)
+
+    def put_rate(self, job_id: str, name: str, value: str, raw: bytes) -> None:
+        self.answers[rate_id(job_id, name, value).encode()] = raw

@@ -7,6 +7,7 @@ cannot be stored makes its command a rejection instead of failing half way.
 import msgspec
 
 from services.domain import JobState, KeyState, RunState
+from services.domain.pacing import RateCounter
 from services.domain.state import Answer, DedupRecord
 
 _job_decoder = msgspec.msgpack.Decoder(JobState)
@@ -14,6 +15,7 @@ _run_decoder = msgspec.msgpack.Decoder(RunState)
 _answer_decoder = msgspec.msgpack.Decoder(Answer)
 _key_decoder = msgspec.msgpack.Decoder(KeyState)
 _dedup_decoder = msgspec.msgpack.Decoder(DedupRecord)
+_rate_decoder = msgspec.msgpack.Decoder(RateCounter)
 _encoder = msgspec.msgpack.Encoder()
 
 encode_state = _encoder.encode
@@ -43,6 +45,16 @@ def dedup_id(job_id: str, idempotency_key: str) -> str:
     """A dedup record's table key (they share the answers table, whose command ids hold
     no control characters)."""
     return f"idem\x1f{job_id}\x1f{idempotency_key}"
+
+
+def decode_rate(raw: bytes) -> RateCounter:
+    return _rate_decoder.decode(raw)
+
+
+def rate_id(job_id: str, name: str, value: str) -> str:
+    """A rate-key counter's table key (in the answers table too; metadata values hold no
+    control characters)."""
+    return f"rate\x1f{job_id}\x1f{name}\x1f{value}"
 
 
 def key_id(job_id: str, key: str) -> str:

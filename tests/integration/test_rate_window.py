@@ -56,6 +56,23 @@ async def test_the_rate_limit_holds_and_the_held_runs_start_when_it_has_room(
         assert max(started) - min(started) < 8
 
 
+async def test_a_rate_key_limits_each_customer_alone(ready_stack: RunningStack,
+                                                      endpoint: Endpoint) -> None:
+    async with ready_stack.client() as client:
+        job = await create_job(client, slug("percust"), f"{endpoint.base_url}/echo",
+                               rate_limit_keys=[{"name": "customer", "max": 2,
+                                                 "window_secs": 3}])
+        items = [{"payload": i, "metadata": {"customer": "acme"}} for i in range(5)]
+        items += [{"payload": 9, "metadata": {"customer": "bolt"}}, {"payload": 10}]
+        ids = await bulk(client, job["id"], items)
+        done = [await wait_for_status(client, rid, {"completed"}, timeout=30) for rid in ids]
+        started = [when(r["started_at"]).timestamp() for r in done]
+        assert most_in_any_window(started[:5], 3.0) <= 2
+        # bolt's run and the run without a customer did not wait behind acme's.
+        assert max(started[5:]) - min(started) < 1.0
+        assert max(started[:5]) - min(started[:5]) >= 6.0  # acme's fifth: third window
+
+
 async def test_runs_wait_outside_the_window_and_start_once_it_opens(
         ready_stack: RunningStack, endpoint: Endpoint) -> None:
     async with ready_stack.client() as client:

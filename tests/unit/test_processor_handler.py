@@ -20,6 +20,7 @@ from services.domain import (
     encode_command,
     lane_of,
 )
+from services.domain.pacing import RateCounter
 from services.domain.state import Answer, DedupRecord
 from services.outcomes import decode_outcome
 from services.processor.handler import CommandRecord, process_command, process_commands
@@ -28,9 +29,11 @@ from services.processor.statecodec import (
     decode_dedup,
     decode_job,
     decode_key,
+    decode_rate,
     decode_run,
     dedup_id,
     key_id,
+    rate_id,
 )
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -104,6 +107,13 @@ class MemoryStore:
 
     def put_dedup(self, job_id: str, idempotency_key: str, raw: bytes) -> None:
         self.answers[dedup_id(job_id, idempotency_key)] = raw
+
+    def get_rate(self, job_id: str, name: str, value: str) -> RateCounter | None:
+        raw = self.answers.get(rate_id(job_id, name, value))
+        return None if raw is None else decode_rate(raw)
+
+    def put_rate(self, job_id: str, name: str, value: str, raw: bytes) -> None:
+        self.answers[rate_id(job_id, name, value)] = raw
 
 
 class MemorySink:

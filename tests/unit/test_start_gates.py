@@ -180,3 +180,51 @@ async def test_the_processor_starts_held_runs_when_an_update_opens_the_gate() ->
     assert len(sink.orders) == 3
     job = store.get_job("j")
     assert job is not None and job.held_reason is None and job.running_count == 3
+
+
+def customer(run_id: str, now: datetime, who: str | None) -> Command:
+    from msgspec.structs import replace as with_fields
+
+    return with_fields(trigger(run_id, now), metadata={} if who is None else {"customer": who})
+
+
+def test_a_rate_key_limits_each_value_alone_and_others_pass_it() -> None:
+    from events.types import RateLimitKey
+
+    per_customer = [RateLimitKey(name="customer", max=2, window_secs=10)]
+    state, _ = run(create(rate_limit_keys=per_customer),
+                   *(customer(f"a{i}", at(0), "acme") for i in range(4)),
+                   customer("b0", at(0), "bolt"), customer("n0", at(0), None))
+    running = {rid for rid, r in state.runs.items() if r.status.value == "running"}
+    # Two of acme's four start; bolt's and the run without a customer are not held back
+    # behind acme's waiting ones.
+    assert running == {"a0", "a1", "b0", "n0"}
+    assert state.runs["a2"].status.value == "queued"
+    assert state.job.held_reason == "rate_limit"
+    until = state.job.held_until
+    assert until is not None and at(10) <= until <= at(10.5)
+    state, names = run(wake(until), state=state)
+    assert names.count("RunDispatched") == 2 and state.job.queued_count == 0
+    assert state.job.held_until is None
+
+
+async def test_the_processor_counts_a_rate_key_across_commands_and_batches() -> None:
+    from events import decode_dispatch
+    from events.types import RateLimitKey
+    from services.domain import encode_command
+    from services.processor.handler import process_commands
+    from tests.unit.test_processor_handler import MemorySink, MemoryStore
+
+    store, sink = MemoryStore(), MemorySink()
+
+    async def batch(*commands: Command) -> None:
+        for writes in await process_commands([encode_command(c) for c in commands],
+                                             store, sink):
+            writes.apply_to(store)
+
+    per_customer = [RateLimitKey(name="customer", max=2, window_secs=3)]
+    await batch(create(rate_limit_keys=per_customer))
+    # A new run's own counter is read too, within a batch and in the next one.
+    await batch(*(customer(f"a{i}", at(0), "acme") for i in range(3)))
+    await batch(customer("a3", at(1), "acme"), customer("b0", at(1), "bolt"))
+    assert [decode_dispatch(raw).run_id for raw in sink.orders] == ["a0", "a1", "b0"]

@@ -22,6 +22,7 @@ from msgspec.structs import replace
 
 from events.types import (
     JobCronTicked,
+    RateLimitKey,
     RunCanceled,
     RunCancelRequested,
     RunCompleted,
@@ -46,7 +47,7 @@ from services.domain import (
     accepts_triggers,
     handle,
 )
-from services.domain.operations.hold import start_room, wanted_hold
+from services.domain.operations.hold import hold_of, key_held_until, start_room
 from services.domain.state import wanted_schedule
 from tests.unit.domain_support import (
     T0,
@@ -90,7 +91,9 @@ class RunMachine(RuleBasedStateMachine):
         self.last: Command | None = None
         self.ticks_fired: list[object] = []
         self.rate: tuple[int, int] | None = None
+        self.per_customer: tuple[int, int] | None = None
         self.started: list[datetime] = []
+        self.started_by_customer: dict[str, list[datetime]] = {}
 
     @initialize(max_attempts=st.integers(1, 4), limit=st.none() | st.integers(1, 3),
                 per_key=st.none() | st.integers(1, 2),
@@ -100,20 +103,23 @@ class RunMachine(RuleBasedStateMachine):
                 timezone=st.sampled_from(["UTC", "Europe/Paris"]),
                 ttl=st.none() | st.integers(1, 200), dedup=st.integers(1, 300),
                 rate=st.none() | st.tuples(st.integers(1, 3), st.integers(1, 30)),
-                window=st.sampled_from([None, None, "*/2 * * * *", "0-29 * * * *"]))
+                window=st.sampled_from([None, None, "*/2 * * * *", "0-29 * * * *"]),
+                per_customer=st.none() | st.tuples(st.integers(1, 2), st.integers(1, 30)))
     def create_job(self, max_attempts: int, limit: int | None, per_key: int | None,
                    strategy: str, delays: list[int], cron: str | None, timezone: str,
                    ttl: int | None, dedup: int, rate: tuple[int, int] | None,
-                   window: str | None) -> None:
+                   window: str | None, per_customer: tuple[int, int] | None) -> None:
         self.max_attempts, self.limit, self.per_key = max_attempts, limit, per_key
-        self.rate = rate
+        self.rate, self.per_customer = rate, per_customer
+        keys = [] if per_customer is None else [RateLimitKey(
+            name="customer", max=per_customer[0], window_secs=per_customer[1])]
         self.apply(create(self.now, max_attempts=max_attempts, max_concurrency=limit,
                           max_concurrency_per_key=per_key,
                           retry_strategy=strategy, retry_delays_secs=delays, cron=cron,
                           timezone=timezone, run_ttl_secs=ttl, dedup_window_secs=dedup,
                           rate_limit_max=rate and rate[0],
                           rate_limit_window_secs=rate and rate[1],
-                          execution_window_cron=window))
+                          execution_window_cron=window, rate_limit_keys=keys))
 
     def apply(self, command: Command) -> None:
         before = self.state
@@ -126,6 +132,9 @@ class RunMachine(RuleBasedStateMachine):
                 self.ticks_fired.append(event.tick_at)
             if isinstance(event, RunDispatched) and event.at is not None:
                 self.started.append(event.at)
+                customer = decision.state.runs[run_id].metadata.get("customer")
+                if customer is not None:
+                    self.started_by_customer.setdefault(customer, []).append(event.at)
             if run_id is None:
                 continue
             previous = statuses.get(run_id)
@@ -146,7 +155,8 @@ class RunMachine(RuleBasedStateMachine):
         elif not decision.answer.idempotency_hit:
             # Every handled command leaves the hold the gates call for at its time.
             job = decision.state.job
-            assert (job.held_until, job.held_reason) == wanted_hold(job, command.issued_at)
+            assert (job.held_until, job.held_reason) == hold_of(decision.state,
+                                                                command.issued_at)
         assert decision.state.job.seq == before.job.seq + len(decision.events)
         assert decision.answer.seq == decision.state.job.seq
         self.events_seen += len(decision.events)
@@ -165,9 +175,11 @@ class RunMachine(RuleBasedStateMachine):
     @rule(priority=st.integers(-2, 2), key=st.sampled_from([None, "a", "b", "c"]),
           delay=st.none() | st.integers(-5, 300),
           idem=st.sampled_from([None, None, "k1", "k2"]),
-          attempts=st.none() | st.integers(1, 4), cap=st.none() | st.integers(0, 20))
+          attempts=st.none() | st.integers(1, 4), cap=st.none() | st.integers(0, 20),
+          customer=st.sampled_from([None, "x", "y"]))
     def trigger_run(self, priority: int, key: str | None, delay: int | None,
-                    idem: str | None, attempts: int | None, cap: int | None) -> None:
+                    idem: str | None, attempts: int | None, cap: int | None,
+                    customer: str | None) -> None:
         run_id = f"r{len(self.run_ids) + 1}"
         overrides = None
         if attempts is not None or cap is not None:
@@ -177,6 +189,7 @@ class RunMachine(RuleBasedStateMachine):
         seen = self.state.dedup.get(idem) if idem else None
         command = replace(trigger(run_id, self.now, priority=priority, concurrency_key=key),
                           idempotency_key=idem, overrides=overrides,
+                          metadata={} if customer is None else {"customer": customer},
                           scheduled_at=None if delay is None
                           else self.now + timedelta(seconds=delay))
         before = self.state
@@ -304,6 +317,8 @@ class RunMachine(RuleBasedStateMachine):
         for run in queued:
             if spec.max_concurrency is not None and job.running_count >= spec.max_concurrency:
                 continue
+            if key_held_until(self.state, run, {}, self.now) is not None:
+                continue  # its rate key (a metadata value) has no room
             key = run.concurrency_key
             assert key and spec.max_concurrency_per_key is not None, run
             assert self.state.key(key).running >= spec.max_concurrency_per_key
@@ -349,6 +364,15 @@ class RunMachine(RuleBasedStateMachine):
         most, window = self.rate
         for t in self.started:
             assert sum(1 for s in self.started if t <= s < t + timedelta(seconds=window)) <= most
+
+    @invariant()
+    def rate_key_limit_holds_per_value(self) -> None:
+        if self.per_customer is None:
+            return
+        most, window = self.per_customer
+        for starts in self.started_by_customer.values():
+            for t in starts:
+                assert sum(1 for s in starts if t <= s < t + timedelta(seconds=window)) <= most
 
     @invariant()
     def attempts_within_limit(self) -> None:

@@ -13,9 +13,18 @@ queued run as for a hundred thousand.
 from datetime import datetime
 
 from events.types import JobDispatchHeld
-from services.domain.pacing import rate_frees_at, rate_room, window_open, window_opens_at
+from services.domain.pacing import (
+    rate_frees_at,
+    rate_room,
+    started_in_window,
+    window_open,
+    window_opens_at,
+)
 from services.domain.results import RunEvent
-from services.domain.state import JobState
+from services.domain.state import Aggregate, JobState, RunState, RunStatus
+
+# Starts chosen earlier in one dispatch pass, per (rate-key name, metadata value).
+Taken = dict[tuple[str, str], int]
 
 
 def start_room(job: JobState, now: datetime) -> int | None:
@@ -45,8 +54,54 @@ def wanted_hold(job: JobState, now: datetime) -> tuple[datetime | None, str | No
             "rate_limit")
 
 
-def rehold(job: JobState, now: datetime) -> list[RunEvent]:
-    until, reason = wanted_hold(job, now)
+def key_held_until(state: Aggregate, run: RunState, taken: Taken,
+                   now: datetime) -> datetime | None:
+    """When the first of the job's rate_limit_keys that holds ``run`` back has room again
+    (None: none holds it). ``taken`` counts the starts chosen before it in this pass."""
+    spec = state.job.spec
+    if spec is None:
+        return None
+    for limit in spec.rate_limit_keys:
+        value = run.metadata.get(limit.name)
+        if value is None:
+            continue
+        pair = (limit.name, value)
+        counter = state.rates.get(pair)
+        if started_in_window(counter, limit.window_secs, now) + taken.get(pair, 0) >= limit.max:
+            room = max(1, limit.max - taken.get(pair, 0))
+            return rate_frees_at(counter, room, limit.window_secs, now) or now
+    return None
+
+
+def take(state: Aggregate, run: RunState, taken: Taken) -> None:
+    """Count ``run``'s start under each rate key it has a value for."""
+    assert state.job.spec is not None
+    for limit in state.job.spec.rate_limit_keys:
+        if (value := run.metadata.get(limit.name)) is not None:
+            taken[(limit.name, value)] = taken.get((limit.name, value), 0) + 1
+
+
+def hold_of(state: Aggregate, now: datetime) -> tuple[datetime | None, str | None]:
+    """The hold the job should have after a command: a start gate's (``wanted_hold``),
+    or, when every queued run the command loaded waits for its rate key while the job
+    has room, until the first of those keys has room again (so the job is woken then)."""
+    job, spec = state.job, state.job.spec
+    hold = wanted_hold(job, now)
+    if hold != (None, None) or spec is None or not spec.rate_limit_keys or job.deleted:
+        return hold
+    queued = [run for run in state.runs.values() if run.status is RunStatus.QUEUED]
+    if not queued or (spec.max_concurrency is not None
+                      and job.running_count >= spec.max_concurrency):
+        return None, None
+    ends = [key_held_until(state, run, {}, now) for run in queued]
+    if any(end is None for end in ends):
+        return None, None  # a run may start (or waits for its concurrency key only)
+    return min(end for end in ends if end is not None), "rate_limit"
+
+
+def rehold(state: Aggregate, now: datetime) -> list[RunEvent]:
+    until, reason = hold_of(state, now)
+    job = state.job
     if (until, reason) == (job.held_until, job.held_reason):
         return []
     return [(None, JobDispatchHeld(until=until, reason=reason))]  # type: ignore[arg-type]
