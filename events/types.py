@@ -277,6 +277,16 @@ class JobDispatchHeld(_Body, frozen=True, kw_only=True):
     reason: Literal["execution_window", "rate_limit"] | None = None
 
 
+class ProjectQuotasSet(_Body, frozen=True, kw_only=True):
+    """An admin set the project's quotas (null: no limit). Recorded on the project's own
+    stream (job id ``project:<project id>``), which holds nothing else."""
+
+    TYPE = "project.quotas_set"
+    max_queued_runs: int | None = None
+    max_runs_per_day: int | None = None
+    by: str | None = None
+
+
 Event = (
     JobCreated
     | RunTriggered
@@ -295,6 +305,7 @@ Event = (
     | JobCronTicked
     | RunExpired
     | JobDispatchHeld
+    | ProjectQuotasSet
 )
 
 EVENT_TYPES: dict[str, type[_Body]] = {
@@ -317,5 +328,6 @@ EVENT_TYPES: dict[str, type[_Body]] = {
         JobCronTicked,
         RunExpired,
         JobDispatchHeld,
+        ProjectQuotasSet,
     )
 }

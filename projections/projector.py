@@ -35,6 +35,7 @@ from events.types import (
     JobEnabled,
     JobScheduleSet,
     JobUpdated,
+    ProjectQuotasSet,
     RunCanceled,
     RunCancelRequested,
     RunCompleted,
@@ -52,6 +53,7 @@ from projections.tables import (
     job_tags,
     job_versions,
     jobs,
+    project_quotas,
     projector_offsets,
     run_events,
     runs,
@@ -191,6 +193,7 @@ class _Fold:
         self.changed_runs: dict[str, dict[str, Any]] = {}  # columns to update
         self.created_jobs: dict[str, dict[str, Any]] = {}  # the rows of self.jobs by id
         self.changed_jobs: dict[str, dict[str, Any]] = {}  # columns to update
+        self.quotas: dict[str, dict[str, Any]] = {}  # the last quotas set, by project
 
     def add(self, decoded: DecodedEvent) -> None:
         env, event = decoded.envelope, decoded.event
@@ -198,7 +201,11 @@ class _Fold:
         if isinstance(event, JobCreated | JobUpdated):
             self.versions.append(_version_row(env, event))
             self.tags.append((env.job_id, event.spec.tags))
-        if isinstance(event, JobCreated):
+        if isinstance(event, ProjectQuotasSet):
+            self.quotas[env.project_id] = {
+                "project_id": env.project_id, "max_queued_runs": event.max_queued_runs,
+                "max_runs_per_day": event.max_runs_per_day, "updated_at": env.occurred_at}
+        elif isinstance(event, JobCreated):
             self.jobs.append(row := _job_row(env, event))
             self.created_jobs[env.job_id] = row
         elif type(event) in JOB_CHANGES:
@@ -245,6 +252,9 @@ class _Fold:
         _update_by_id(conn, runs, self.changed_runs)
         if self.events:
             conn.execute(insert(run_events), self.events)
+        for project_id, row in self.quotas.items():
+            conn.execute(delete(project_quotas).where(project_quotas.c.project_id == project_id))
+            conn.execute(insert(project_quotas), [row])
 
 
 def _update_by_id(conn: Connection, table: Table, changed: dict[str, dict[str, Any]]) -> None:

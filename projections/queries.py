@@ -15,11 +15,15 @@ from projections.tables import (
     job_versions,
     jobs,
     key_gates,
+    project_days,
+    project_quotas,
+    project_waiting,
     run_events,
     runs,
 )
 from projections.views import JobVersionView, JobView, RunEventView, RunView
 from services.domain.holds import Holds, waiting_reason
+from services.domain.quotas import Quotas, Usage
 
 V = TypeVar("V", JobView, RunView, RunEventView, JobVersionView)
 
@@ -194,3 +198,20 @@ async def run_statuses(engine: AsyncEngine, project_id: str,
                 runs.c.project_id == project_id, runs.c.id.in_(run_ids[i:i + 500])))
             found.update((str(rid), str(status)) for rid, status in rows)
     return found
+
+
+async def project_quotas_and_usage(engine: AsyncEngine, project_id: str,
+                                   day: str) -> tuple[Quotas | None, Usage]:
+    """The project's quotas (None: never set) and what counts against them on ``day``
+    (UTC, YYYY-MM-DD): three primary-key reads on one connection."""
+    async with engine.connect() as conn:
+        quota_row = (await conn.execute(
+            select(project_quotas.c.max_queued_runs, project_quotas.c.max_runs_per_day)
+            .where(project_quotas.c.project_id == project_id))).first()
+        waiting = (await conn.execute(select(project_waiting.c.running).where(
+            project_waiting.c.project_id == project_id))).scalar()
+        today = (await conn.execute(select(project_days.c.running).where(
+            (project_days.c.project_id == project_id) & (project_days.c.day == day)))).scalar()
+    quotas = None if quota_row is None else Quotas(max_queued_runs=quota_row[0],
+                                                   max_runs_per_day=quota_row[1])
+    return quotas, Usage(queued_runs=int(waiting or 0), runs_today=int(today or 0))

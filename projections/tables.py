@@ -147,3 +147,27 @@ key_gates = Table(
     Column("concurrency_key", String(200), primary_key=True),
     Column("running", Integer, nullable=False),
 )
+
+# A project's quotas, from project.quotas_set (no row: no quotas).
+project_quotas = Table(
+    "project_quotas", metadata,
+    Column("project_id", String(64), primary_key=True),
+    Column("max_queued_runs", Integer),
+    Column("max_runs_per_day", Integer),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# What counts against the quotas, kept per event like the gates above: a project's runs
+# waiting to start (queued or delayed), and its runs made per UTC day.
+project_waiting = Table(
+    "project_waiting", metadata,
+    Column("project_id", String(64), primary_key=True),
+    Column("running", Integer, nullable=False),  # the count (named as the gates' is)
+)
+
+project_days = Table(
+    "project_days", metadata,
+    Column("project_id", String(64), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("running", Integer, nullable=False),  # runs made that day
+)

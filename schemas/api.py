@@ -390,6 +390,28 @@ class Accepted(msgspec.Struct, kw_only=True):
     detail: str = "accepted; not yet visible in the read model, poll location"
 
 
+QuotaLimit = Annotated[int, Meta(ge=1, le=10_000_000)]
+
+
+class QuotasRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The project's quotas, replaced as a whole: an absent or null limit is no limit."""
+
+    max_queued_runs: Annotated[QuotaLimit | None, Meta(
+        description="the most runs the project may have waiting to start (queued or "
+                    "delayed); triggers past it get 429 JOB_QUOTA_EXCEEDED")] = None
+    max_runs_per_day: Annotated[QuotaLimit | None, Meta(
+        description="the most runs the project may make per UTC day (cron runs count "
+                    "but are not refused)")] = None
+
+
+class QuotasResponse(msgspec.Struct, kw_only=True):
+    max_queued_runs: int | None
+    max_runs_per_day: int | None
+    queued_runs: int
+    runs_today: int
+    day: str
+
+
 class ErrorDetail(msgspec.Struct, kw_only=True):
     """One problem with the request: which field (a path such as ``payload/items/0``, or
     ``body``, ``header:authorization``) and why."""

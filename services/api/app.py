@@ -27,6 +27,7 @@ from services.api.job_toggles import batch_disable, batch_enable
 from services.api.job_versions import list_versions, read_version, update_job
 from services.api.jobs import create_job, read_job, trigger_job
 from services.api.options import allow_every_method
+from services.api.quotas import read_quotas, set_quotas
 from services.api.runs import cancel_run, read_run, run_events
 from services.api.visibility import ProjectionWatcher
 from services.config import Settings
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> Litestar:
 
     app = Litestar(
         route_handlers=[healthz, readyz, create_job, read_job, trigger_job, trigger_bulk,
+                        read_quotas, set_quotas,
                         read_run, cancel_run, run_events, batch_enable, batch_disable,
                         delete_job, update_job, list_versions, read_version,
                         list_jobs_route, create_jobs, clone_job],

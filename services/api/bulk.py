@@ -31,6 +31,7 @@ from services.api.context import ApiContext, StillPending, prefers_async
 from services.api.errors import ApiError
 from services.api.ids import new_command_id, new_run_id
 from services.api.jobs import find_job
+from services.api.quotas import quota_error
 from services.api.triggers import trigger_command
 from services.domain import TriggerRun
 from services.runtoken import run_token
@@ -63,6 +64,14 @@ async def trigger_bulk(request: Request[Any, Any, Any],
         except ApiError as error:
             results[index] = _rejected(index, error)
 
+    admission, refusals = await ctx.quota_guard.admit(ctx.engine, key.project_id,
+                                                      len(commands))
+    for index, refused in zip(list(commands), refusals, strict=True):
+        if refused is not None:
+            results[index] = _rejected(index, quota_error(refused))
+            del commands[index]
+    ctx.quota_guard.release_later(admission, ctx.settings.command_wait_secs)
+
     deadline = time.monotonic() + ctx.settings.command_wait_secs
     answers = await asyncio.gather(*(ctx.accepted(c, resource_id=c.run_id)
                                      for c in commands.values()), return_exceptions=True)
@@ -84,6 +93,8 @@ async def trigger_bulk(request: Request[Any, Any, Any],
                                             idempotency_hit=index in hits)
     visible = (not prefers_async(request) and highest > 0 and await ctx.watcher.wait_for(
         job.id, highest, max(0.0, deadline - time.monotonic())))
+    if visible:
+        await ctx.quota_guard.release(admission)
     done = [r for r in results if r is not None]
     if visible:
         current = await run_statuses(ctx.engine, key.project_id, list(hits.values()))

@@ -12,6 +12,7 @@ from services.api.auth import KeyRing
 from services.api.bus import CommandBus
 from services.api.cache import TtlCache
 from services.api.errors import ApiError
+from services.api.quota_guard import QuotaGuard
 from services.api.visibility import ProjectionWatcher
 from services.config import Settings
 from services.domain import Command
@@ -55,6 +56,7 @@ class ApiContext:
     jobs: TtlCache[JobView] = field(default_factory=TtlCache)
     # What run tokens are signed with (services.runtoken).
     token_secret: bytes = b""
+    quota_guard: QuotaGuard = field(default_factory=QuotaGuard)
 
     async def execute(self, command: Command, location: str | None = None,
                       resource_id: str | None = None,

@@ -21,6 +21,7 @@ from schemas.api import (
     CreateJobRequest,
     ErrorBody,
     PatchJobRequest,
+    QuotasRequest,
     TriggerRunRequest,
 )
 from schemas.limits import MAX_JSON_DEPTH, MAX_JSON_INT, MIN_JSON_INT
@@ -94,7 +95,7 @@ ROUTES: dict[tuple[str, str], Route] = {
         example={"timeout_secs": 90, "fallback_endpoint_url": None}),
     ("get", "/v1/jobs/{id_or_slug}/versions"): Route((400, 401, 404, 422, 503)),
     ("get", "/v1/jobs/{id_or_slug}/versions/{version_id}"): Route(_READ),
-    ("post", _TRIGGER): Route(_COMMAND, TriggerRunRequest, accepted=True, links=_RUN_LINKS,
+    ("post", _TRIGGER): Route((*_COMMAND, 429), TriggerRunRequest, accepted=True, links=_RUN_LINKS,
                               replays=True, example={"payload": {"date": "2024-05-01"},
                                        "metadata": {"requested_by": "docs"},
                                        "idempotency_key": "report-2024-05-01"}),
@@ -111,6 +112,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("post", "/v1/jobs/batch-disable"): Route(
         (400, 401, 403, 413, 422, 503), BatchToggleRequest, body_required=True,
         example={"ids": ["nightly-report"]}),
+    ("get", "/v1/quotas"): Route((401, 503)),
+    ("put", "/v1/quotas"): Route((400, 401, 403, 413, 422, 503), QuotasRequest,
+                                 body_required=True, accepted=True,
+                                 example={"max_queued_runs": 10000, "max_runs_per_day": None}),
     ("get", "/healthz"): Route((), public=True),
     ("get", "/readyz"): Route((503,), public=True),
 }
@@ -125,6 +130,8 @@ DESCRIPTIONS = {
     409: "The resource's state does not allow this",
     413: "The body is over the size limit",
     422: "The body is JSON but breaks the contract; details name the fields",
+    429: "A project quota is reached (code JOB_QUOTA_EXCEEDED; Retry-After says when to "
+         "try again)",
     503: "A part the API depends on is not reachable; try again",
 }
 

@@ -15,9 +15,10 @@ from schemas.api import CreateJobRequest, JobResponse, RunResponse, TriggerRunRe
 from services.api.auth import caller_of
 from services.api.body import decode_body
 from services.api.context import ApiContext, prefers_async
-from services.api.errors import not_found
+from services.api.errors import ApiError, not_found
 from services.api.ids import job_id_for, new_command_id, new_run_id
 from services.api.job_rules import check_job
+from services.api.quotas import quota_error
 from services.api.runs import run_response
 from services.api.triggers import trigger_command
 from services.config import ApiKey
@@ -97,8 +98,18 @@ async def trigger_job(request: Request[Any, Any, Any],
     run_id = new_run_id()
     command = await trigger_command(key, job, data, command_id=new_command_id(), run_id=run_id,
                                     now=datetime.now(UTC))
-    outcome = await ctx.execute(command, location=f"/v1/runs/{run_id}", resource_id=run_id,
-                                respond_async=prefers_async(request))
+    guard = ctx.quota_guard
+    admission, (refused,) = await guard.admit(ctx.engine, key.project_id, 1)
+    if refused is not None:
+        raise quota_error(refused)
+    guard.release_later(admission, ctx.settings.command_wait_secs)
+    try:
+        outcome = await ctx.execute(command, location=f"/v1/runs/{run_id}",
+                                    resource_id=run_id, respond_async=prefers_async(request))
+    except ApiError:
+        await guard.release(admission)  # refused: nothing to count
+        raise
+    await guard.release(admission)  # visible: the read model counts it now
     hit = outcome.idempotency_hit and outcome.run_id is not None
     run = await run_response(ctx, key, outcome.run_id if hit and outcome.run_id else run_id)
     run.run_token, run.idempotency_hit = run_token(ctx.token_secret, run.id), hit

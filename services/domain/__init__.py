@@ -18,11 +18,13 @@ from services.domain.commands import (
     FireDueTimers,
     ReportAttemptFailed,
     ReportAttemptSucceeded,
+    SetProjectQuotas,
     TriggerRun,
     UpdateJob,
     WakeJob,
     decode_command,
     encode_command,
+    project_stream,
 )
 from services.domain.decide import decide
 from services.domain.evolve import evolve
@@ -64,6 +66,7 @@ __all__ = [
     "ReportAttemptSucceeded",
     "RunState",
     "RunStatus",
+    "SetProjectQuotas",
     "TriggerRun",
     "UpdateJob",
     "WakeJob",
@@ -77,5 +80,6 @@ __all__ = [
     "is_enabled",
     "job_due_at",
     "lane_of",
+    "project_stream",
     "timer_due_at",
 ]

@@ -116,6 +116,19 @@ class WakeJob(_Command, frozen=True, kw_only=True, tag="job.wake"):
     runs to cancel. It decides nothing itself; handling it starts what may start."""
 
 
+class SetProjectQuotas(_Command, frozen=True, kw_only=True, tag="project.set_quotas"):
+    """Set the project's quotas; ``job_id`` is the project's own stream
+    (``project_stream(project_id)``), so its changes are ordered like a job's."""
+
+    max_queued_runs: int | None = None
+    max_runs_per_day: int | None = None
+
+
+def project_stream(project_id: str) -> str:
+    """The id under which a project's own events are kept (job ids start with job_)."""
+    return f"project:{project_id}"
+
+
 Command = (
     CreateJob
     | TriggerRun
@@ -131,6 +144,7 @@ Command = (
     | UpdateJob
     | FireCronTick
     | WakeJob
+    | SetProjectQuotas
 )
 
 _encoder = msgspec.json.Encoder()

@@ -3,6 +3,7 @@ then the operation's own module (``services.domain.operations``)."""
 
 from datetime import datetime
 
+from events.types import ProjectQuotasSet
 from services.domain.commands import (
     CancelRun,
     CancelWaitingRuns,
@@ -16,9 +17,11 @@ from services.domain.commands import (
     FireDueTimers,
     ReportAttemptFailed,
     ReportAttemptSucceeded,
+    SetProjectQuotas,
     TriggerRun,
     UpdateJob,
     WakeJob,
+    project_stream,
 )
 from services.domain.operations.cancel import decide_cancel
 from services.domain.operations.create_job import decide_create_job
@@ -44,6 +47,12 @@ def decide(state: Aggregate, command: Command,
     job = state.job
     if isinstance(command, CreateJob):
         return decide_create_job(state, command)
+    if isinstance(command, SetProjectQuotas):
+        if command.job_id != project_stream(command.project_id):
+            return Rejection("invalid", "quotas are set on the project's own stream")
+        return [(None, ProjectQuotasSet(max_queued_runs=command.max_queued_runs,
+                                        max_runs_per_day=command.max_runs_per_day,
+                                        by=command.actor))]
     # Another project's job answers as a missing one: ids never leak across projects.
     if job.spec is None or job.project_id != command.project_id:
         return Rejection("not_found", f"job {command.job_id} not found")

@@ -14,6 +14,7 @@ from events.types import (
     JobEnabled,
     JobScheduleSet,
     JobUpdated,
+    ProjectQuotasSet,
     RunCanceled,
     RunCancelRequested,
     RunCompleted,
@@ -119,6 +120,8 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
                                                                 event.timezone or "UTC")
         return replace(state, job=replace(job, schedule_of=schedule,
                                           next_tick_at=event.next_tick_at))
+    if isinstance(event, ProjectQuotasSet):
+        return replace(state, job=job)  # the API enforces quotas; the processor keeps none
     if isinstance(event, JobDispatchHeld):
         return replace(state, job=replace(job, held_until=event.until,
                                           held_reason=event.reason))

@@ -43,6 +43,7 @@ SAMPLES: dict[str, dict[str, object]] = {
     "job.cron_ticked": {"tick_at": NOW, "run_id": "run_1", "next_tick_at": NOW, "missed": 2},
     "run.expired": {"expires_at": NOW},
     "job.dispatch_held": {"until": NOW, "reason": "rate_limit"},
+    "project.quotas_set": {"max_queued_runs": 5, "max_runs_per_day": None, "by": "p:admin"},
 }
 
 
