@@ -42,6 +42,7 @@ from services.domain import (
     DisableJob,
     EnableJob,
     RunStatus,
+    SetProjectQuotas,
     UpdateJob,
     WakeJob,
     accepts_triggers,
@@ -279,6 +280,15 @@ class RunMachine(RuleBasedStateMachine):
         self.now += timedelta(seconds=seconds)
         self.apply(WakeJob(command_id=cid(), project_id="p", job_id="j", issued_at=self.now,
                            actor="timer", awaits_outcome=False))
+
+    @rule(most=st.none() | st.integers(1, 5))
+    def quotas_sent_to_the_jobs_stream(self, most: int | None) -> None:
+        # Quotas belong to the project's own stream: sent to a job's, they are refused
+        # and change nothing (apply checks that a rejection leaves the state alone).
+        command = SetProjectQuotas(command_id=cid(), project_id="p", job_id="j",
+                                   issued_at=self.now, max_queued_runs=most)
+        assert handle(self.state, command).answer.rejected
+        self.apply(command)
 
     @rule()
     def repeat_last_command_decided_again(self) -> None:
