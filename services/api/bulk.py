@@ -95,6 +95,9 @@ async def trigger_bulk(request: Request[Any, Any, Any],
         job.id, highest, max(0.0, deadline - time.monotonic())))
     if visible:
         await ctx.quota_guard.release(admission)
+    elif highest > 0:
+        ctx.quota_guard.release_once_visible(admission, ctx.watcher, job.id, highest,
+                                             ctx.settings.command_wait_secs)
     done = [r for r in results if r is not None]
     if visible:
         current = await run_statuses(ctx.engine, key.project_id, list(hits.values()))

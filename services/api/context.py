@@ -31,10 +31,13 @@ class StillPending(Exception):
     """
 
     def __init__(self, command_id: str, location: str | None, resource_id: str | None = None,
-                 asked: bool = False) -> None:
+                 asked: bool = False, visible_at: tuple[str, int] | None = None) -> None:
         super().__init__(command_id)
         self.command_id, self.location = command_id, location
         self.resource_id, self.asked = resource_id, asked
+        # The (job id, seq) the read model shows the effect at, once the processor
+        # accepted the command (None: not known, it did not answer in time).
+        self.visible_at = visible_at
 
 
 def prefers_async(request: Request[Any, Any, Any]) -> bool:
@@ -72,10 +75,12 @@ class ApiContext:
             # The answer is the run the key made before, not the one this command named.
             location, resource_id = f"/v1/runs/{outcome.run_id}", outcome.run_id
         if respond_async:
-            raise StillPending(command.command_id, location, resource_id, asked=True)
+            raise StillPending(command.command_id, location, resource_id, asked=True,
+                               visible_at=(command.job_id, outcome.seq))
         left = max(0.0, deadline - time.monotonic())
         if not await self.watcher.wait_for(command.job_id, outcome.seq, left):
-            raise StillPending(command.command_id, location, resource_id)
+            raise StillPending(command.command_id, location, resource_id,
+                               visible_at=(command.job_id, outcome.seq))
         return outcome
 
     async def accepted(self, command: Command, location: str | None = None,

@@ -14,7 +14,7 @@ from projections.views import JobView
 from schemas.api import CreateJobRequest, JobResponse, RunResponse, TriggerRunRequest
 from services.api.auth import caller_of
 from services.api.body import decode_body
-from services.api.context import ApiContext, prefers_async
+from services.api.context import ApiContext, StillPending, prefers_async
 from services.api.errors import ApiError, not_found
 from services.api.ids import job_id_for, new_command_id, new_run_id
 from services.api.job_rules import check_job
@@ -108,6 +108,12 @@ async def trigger_job(request: Request[Any, Any, Any],
                                     resource_id=run_id, respond_async=prefers_async(request))
     except ApiError:
         await guard.release(admission)  # refused: nothing to count
+        raise
+    except StillPending as pending:
+        # Accepted, not visible yet: count it until the read model does.
+        if pending.visible_at is not None:
+            guard.release_once_visible(admission, ctx.watcher, *pending.visible_at,
+                                       ctx.settings.command_wait_secs)
         raise
     await guard.release(admission)  # visible: the read model counts it now
     hit = outcome.idempotency_hit and outcome.run_id is not None

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.queries import project_quotas_and_usage
 from services.api.cache import TtlCache
+from services.api.visibility import ProjectionWatcher as Watcher
 from services.domain.quotas import QuotaExceeded, Quotas, Usage, refusal
 
 
@@ -37,6 +38,8 @@ class QuotaGuard:
     quotas: TtlCache[Quotas] = field(default_factory=TtlCache)
     reserved: dict[str, int] = field(default_factory=dict)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # Releases waiting for visibility (kept so they are not collected while they wait).
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def _quotas(self, engine: AsyncEngine, project_id: str) -> Quotas:
         found = self.quotas.get((project_id, ""))
@@ -80,6 +83,22 @@ class QuotaGuard:
                 self.reserved[admission.project_id] = left
             else:
                 self.reserved.pop(admission.project_id, None)
+
+    def release_once_visible(self, admission: Admission | None, watcher: Watcher, job_id: str,
+                             seq: int, bound: float) -> None:
+        """Drop the reservation as soon as the read model shows the job at ``seq`` (the
+        run counts there then), within ``bound`` seconds; ``release_later`` covers the
+        rest."""
+        if admission is None or not admission.runs:
+            return
+
+        async def when_visible() -> None:
+            if await watcher.wait_for(job_id, seq, bound):
+                await self.release(admission)
+
+        task = asyncio.get_running_loop().create_task(when_visible())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def release_later(self, admission: Admission | None, delay: float) -> None:
         """Drop the reservation after ``delay`` seconds at the latest (the wait bound: a

@@ -54,3 +54,23 @@ async def test_concurrent_admissions_count_each_others_reservations() -> None:
         assert [why is None for why in bulk] == [True, True, True, False]
     finally:
         quota_guard.project_quotas_and_usage = original  # type: ignore[assignment]
+
+
+async def test_a_reservation_goes_once_the_read_model_shows_the_run() -> None:
+    class Watcher:
+        def __init__(self) -> None:
+            self.shown = asyncio.Event()
+
+        async def wait_for(self, job_id: str, seq: int, timeout: float) -> bool:
+            await asyncio.wait_for(self.shown.wait(), timeout)
+            return True
+
+    guard, watcher = QuotaGuard(), Watcher()
+    guard.reserved["p"] = 1
+    admission = quota_guard.Admission("p", 1)
+    guard.release_once_visible(admission, cast(Any, watcher), "j", 7, 5.0)
+    await asyncio.sleep(0.01)
+    assert guard.reserved == {"p": 1}  # not visible yet: still counted
+    watcher.shown.set()
+    await asyncio.sleep(0.01)
+    assert guard.reserved == {} and admission.released
