@@ -1,6 +1,7 @@
 """Records on the dispatch topic: one attempt of one run, for an executor to carry out."""
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 import msgspec
 
@@ -19,11 +20,23 @@ class DispatchOrder(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     # Sent to the endpoint as ``X-Debug-Mode: true`` (the trigger's debug_mode).
     debug_mode: bool = False
+    # When the processor dispatched the attempt (the start of its trace's queue wait).
+    dispatched_at: datetime | None = None
+    # "attempt": call the endpoint with the payload. "cancel": the attempt was asked to
+    # stop; the executor stops waiting for it and POSTs a cancel notice to the endpoint.
+    kind: Literal["attempt", "cancel"] = "attempt"
+    reason: str | None = None
 
     @property
     def idempotency_key(self) -> str:
         # Stable across redeliveries of the same attempt, so endpoints can deduplicate.
         return f"{self.run_id}:{self.attempt}"
+
+    @property
+    def work_key(self) -> str:
+        """What the executor carries out once: the attempt, or its cancel notice."""
+        key = self.idempotency_key
+        return key if self.kind == "attempt" else f"{key}:{self.kind}"
 
 
 _encoder = msgspec.json.Encoder()

@@ -15,8 +15,31 @@ import msgspec
 # cannot read); the attempt fails permanently with the error as its message.
 # incompatible_version: the job runs its latest version, and an update since the run was
 # triggered changed payload_schema without backwards compatibility.
+# canceled: the run was canceled while the executor waited for the endpoint's answer.
+# endpoint_reported: the endpoint's own fail callback.
 ErrorKind = Literal["http_status", "timeout", "connection", "refused", "invalid_response",
-                    "executor_error", "incompatible_version"]
+                    "executor_error", "incompatible_version", "canceled",
+                    "endpoint_reported"]
+
+
+class ExecutionTrace(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Where one attempt's time went, measured by the executor (milliseconds).
+
+    queue_wait: from dispatch (the run.dispatched event) until an executor took the order;
+    dequeue: from taking it until the request was sent; connect: opening the connection
+    (0 on a reused one); ttfb: from the request sent to the response's first byte;
+    transfer: reading the rest of the body; dispatch: the HTTP exchange as a whole (from
+    the request started to the body read, fallback included); total: from dispatch until
+    the executor's report was ready.
+    """
+
+    queue_wait_ms: float | None = None
+    dequeue_ms: float | None = None
+    connect_ms: float | None = None
+    ttfb_ms: float | None = None
+    transfer_ms: float | None = None
+    dispatch_ms: float | None = None
+    total_ms: float | None = None
 
 
 class RateLimitKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +94,14 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     # A trigger with an idempotency_key already used by a run triggered within this many
     # seconds gets that run instead of a new one.
     dedup_window_secs: int = 86_400
+    # The longest wait between attempts (None: no cap), and whether each wait is
+    # shortened by up to half, at random (the same for a given run and attempt), so that
+    # runs that failed together do not all come back together.
+    retry_max_delay_secs: int | None = None
+    retry_jitter: bool = False
+    # An attempt the endpoint accepted (202) must heartbeat at least this often, or the
+    # run ends ``crashed`` (None: only the attempt's timeout bounds it).
+    heartbeat_timeout_secs: int | None = None
 
 
 class RunOverrides(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,6 +158,11 @@ class RunTriggered(_Body, frozen=True, kw_only=True):
     debug_mode: bool = False
     # Who triggered it: the API key's project and role, "cron", or a later trigger kind.
     created_by: str | None = None
+    # The run this one replays (from the dead-letter list), the run that spawned it, and
+    # how many runs stand before it in that lineage (0: none).
+    continuation_of: str | None = None
+    parent_run_id: str | None = None
+    lineage_depth: int = 0
 
 
 class RunDispatched(_Body, frozen=True, kw_only=True):
@@ -153,6 +189,59 @@ class RunCompleted(_Body, frozen=True, kw_only=True):
     result: Any = None
     status_code: int | None = None
     duration_ms: float | None = None
+    # None when the endpoint reported through the complete callback (no HTTP exchange of
+    # the executor's ended it).
+    trace: ExecutionTrace | None = None
+
+
+class RunAccepted(_Body, frozen=True, kw_only=True):
+    """The endpoint answered 202 to the attempt: it works on the run and reports through
+    the callbacks. The run stays ``running`` until ``deadline_at`` (its timeout), and
+    must heartbeat by ``heartbeat_due_at`` when the job has a heartbeat timeout."""
+
+    TYPE = "run.accepted"
+    attempt: int
+    deadline_at: datetime
+    heartbeat_due_at: datetime | None = None
+    trace: ExecutionTrace | None = None
+
+
+class RunHeartbeatRecorded(_Body, frozen=True, kw_only=True):
+    """The endpoint working on the attempt said it is alive; the next heartbeat is due by
+    ``heartbeat_due_at`` (None: the job has no heartbeat timeout)."""
+
+    TYPE = "run.heartbeat_recorded"
+    attempt: int
+    heartbeat_due_at: datetime | None = None
+
+
+class RunCrashed(_Body, frozen=True, kw_only=True):
+    """An accepted attempt's heartbeats stopped (ZOMBIE_PROCESS): the run ends ``crashed``."""
+
+    TYPE = "run.crashed"
+    attempt: int
+    heartbeat_due_at: datetime
+    reason: str = "no heartbeat from the endpoint"
+
+
+class RunProgressReported(_Body, frozen=True, kw_only=True):
+    """The endpoint's record counters for the run so far (the totals, not increments);
+    a parent run shows its own counters plus its children's."""
+
+    TYPE = "run.progress_reported"
+    attempt: int
+    counters: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class RunMessageLogged(_Body, frozen=True, kw_only=True):
+    """A message the endpoint logged on the run (seed 003's job messages)."""
+
+    TYPE = "run.message_logged"
+    attempt: int
+    # Seed 003's message: a status number, the text, and the tool it came from.
+    status: int
+    text: str
+    tool_id: int | None = None
 
 
 class AttemptFailure(msgspec.Struct, frozen=True, kw_only=True):
@@ -162,6 +251,8 @@ class AttemptFailure(msgspec.Struct, frozen=True, kw_only=True):
     message: str
     status_code: int | None = None
     retryable: bool = True
+    # The endpoint's Retry-After (429 or 503): the next attempt waits at least this long.
+    retry_after_secs: float | None = None
 
 
 class RunRetryScheduled(_Body, frozen=True, kw_only=True):
@@ -171,6 +262,7 @@ class RunRetryScheduled(_Body, frozen=True, kw_only=True):
     attempt: int
     failure: AttemptFailure
     next_retry_at: datetime
+    trace: ExecutionTrace | None = None
 
 
 class RunRequeued(_Body, frozen=True, kw_only=True):
@@ -187,6 +279,7 @@ class RunFailed(_Body, frozen=True, kw_only=True):
     attempt: int
     failure: AttemptFailure
     status: Literal["failed", "timed_out"] = "failed"
+    trace: ExecutionTrace | None = None
 
 
 class RunCancelRequested(_Body, frozen=True, kw_only=True):
@@ -195,12 +288,21 @@ class RunCancelRequested(_Body, frozen=True, kw_only=True):
     TYPE = "run.cancel_requested"
     reason: str = "canceled by user"
     requested_by: str | None = None
+    # The attempt ends ``canceled`` when the endpoint (or its executor) acknowledges, or
+    # at this time at the latest (None on events written before it was recorded).
+    deadline_at: datetime | None = None
+
+
+# JOB_USER_CANCELED: canceled before it ran; JOB_SYSTEM_CANCELED: the system stopped it
+# (a running attempt stopped on request, a deleted job's waiting run, a parent's cancel).
+CancelCode = Literal["JOB_USER_CANCELED", "JOB_SYSTEM_CANCELED"]
 
 
 class RunCanceled(_Body, frozen=True, kw_only=True):
     TYPE = "run.canceled"
     reason: str = "canceled by user"
     by_system: bool = False
+    code: CancelCode | None = None
 
 
 class JobEnabled(_Body, frozen=True, kw_only=True):
@@ -306,6 +408,11 @@ Event = (
     | RunExpired
     | JobDispatchHeld
     | ProjectQuotasSet
+    | RunAccepted
+    | RunHeartbeatRecorded
+    | RunCrashed
+    | RunProgressReported
+    | RunMessageLogged
 )
 
 EVENT_TYPES: dict[str, type[_Body]] = {
@@ -329,5 +436,10 @@ EVENT_TYPES: dict[str, type[_Body]] = {
         RunExpired,
         JobDispatchHeld,
         ProjectQuotasSet,
+        RunAccepted,
+        RunHeartbeatRecorded,
+        RunCrashed,
+        RunProgressReported,
+        RunMessageLogged,
     )
 }

@@ -36,12 +36,17 @@ from events.types import (
     JobScheduleSet,
     JobUpdated,
     ProjectQuotasSet,
+    RunAccepted,
     RunCanceled,
     RunCancelRequested,
     RunCompleted,
+    RunCrashed,
     RunDispatched,
     RunExpired,
     RunFailed,
+    RunHeartbeatRecorded,
+    RunMessageLogged,
+    RunProgressReported,
     RunRequeued,
     RunRetryScheduled,
     RunTriggered,
@@ -49,6 +54,7 @@ from events.types import (
 from events.versions import version_id_for
 from projections.gates import write_gates
 from projections.tables import (
+    dead_letters,
     job_positions,
     job_tags,
     job_versions,
@@ -96,18 +102,49 @@ def _finished(status: str) -> Changes:
     return lambda env, e: {"status": status, "finished_at": env.occurred_at}
 
 
+def _traced(changes: Changes) -> Changes:
+    """An attempt's end (or acceptance) that the executor measured: its trace too."""
+    def with_trace(env: Envelope, e: Any) -> dict[str, Any]:
+        found = changes(env, e)
+        if e.trace is not None:
+            found["execution_trace"] = _plain(e.trace)
+        return found
+    return with_trace
+
+
+def _crash(env: Envelope, e: RunCrashed) -> dict[str, Any]:
+    return {**_finished("crashed")(env, e), "outcome_code": "ZOMBIE_PROCESS",
+            "error": {"kind": "heartbeat_lost", "message": f"{e.reason} by "
+                      f"{e.heartbeat_due_at.isoformat()}", "status_code": None,
+                      "retryable": False, "retry_after_secs": None}}
+
+
+# A run that ends in one of these has no attempt left: it joins the dead-letter list.
+DEAD_STATUSES = frozenset({"failed", "timed_out", "crashed"})
+
+
 # What each run event changes in its run's row (besides updated_at and last_seq).
 RUN_CHANGES: dict[type, Changes] = {
     RunDispatched: lambda env, e: {
         "status": "running", "attempt": e.attempt, "started_at": env.occurred_at,
-        "next_retry_at": None},
-    RunCompleted: lambda env, e: {**_finished("completed")(env, e), "result": e.result},
-    RunRetryScheduled: lambda env, e: {
-        "status": "delayed", "error": _plain(e.failure), "next_retry_at": e.next_retry_at},
+        "next_retry_at": None, "heartbeat_at": None},
+    RunCompleted: _traced(lambda env, e: {**_finished("completed")(env, e),
+                                          "result": e.result}),
+    RunAccepted: _traced(lambda env, e: {}),
+    RunHeartbeatRecorded: lambda env, e: {"heartbeat_at": env.occurred_at},
+    RunProgressReported: lambda env, e: {"counters": dict(e.counters)},
+    RunMessageLogged: lambda env, e: {},  # read from the run's event history
+    RunCrashed: _crash,
+    RunRetryScheduled: _traced(lambda env, e: {
+        "status": "delayed", "error": _plain(e.failure), "next_retry_at": e.next_retry_at}),
     RunRequeued: lambda env, e: {"status": "queued", "next_retry_at": None},
-    RunFailed: lambda env, e: {**_finished(e.status)(env, e), "error": _plain(e.failure)},
+    RunFailed: _traced(lambda env, e: {**_finished(e.status)(env, e),
+                                       "error": _plain(e.failure)}),
     RunCancelRequested: lambda env, e: {"status": "canceling"},
-    RunCanceled: lambda env, e: {**_finished("canceled")(env, e), "next_retry_at": None},
+    RunCanceled: lambda env, e: {**_finished("canceled")(env, e), "next_retry_at": None,
+                                 "outcome_code": e.code or ("JOB_SYSTEM_CANCELED"
+                                                            if e.by_system
+                                                            else "JOB_USER_CANCELED")},
     RunExpired: lambda env, e: {**_finished("expired")(env, e), "next_retry_at": None},
 }
 
@@ -171,7 +208,10 @@ def _run_row(env: Envelope, event: RunTriggered) -> dict[str, Any]:
             "scheduled_at": event.scheduled_at, "expires_at": event.expires_at,
             "tags": event.tags, "debug_mode": event.debug_mode,
             "created_by": event.created_by, "batch_id": event.batch_id,
-            "overrides": None if event.overrides is None else _plain(event.overrides)}
+            "overrides": None if event.overrides is None else _plain(event.overrides),
+            "execution_trace": None, "heartbeat_at": None, "counters": None,
+            "outcome_code": None, "continuation_of": event.continuation_of,
+            "parent_run_id": event.parent_run_id, "lineage_depth": event.lineage_depth}
 
 
 def _event_row(env: Envelope, event: Any) -> dict[str, Any]:
@@ -194,6 +234,8 @@ class _Fold:
         self.created_jobs: dict[str, dict[str, Any]] = {}  # the rows of self.jobs by id
         self.changed_jobs: dict[str, dict[str, Any]] = {}  # columns to update
         self.quotas: dict[str, dict[str, Any]] = {}  # the last quotas set, by project
+        self.dead: list[dict[str, Any]] = []  # runs that entered the dead-letter list
+        self.replays: dict[str, str] = {}  # dead-lettered run id -> the run replaying it
 
     def add(self, decoded: DecodedEvent) -> None:
         env, event = decoded.envelope, decoded.event
@@ -218,8 +260,14 @@ class _Fold:
             if env.run_id is not None:
                 self.changed_runs.pop(env.run_id, None)
             self.new_runs[env.run_id] = _run_row(env, event)
+            if event.continuation_of is not None and env.run_id is not None:
+                self.replays[event.continuation_of] = env.run_id
         else:
             changes = RUN_CHANGES[type(event)](env, event)
+            if changes.get("status") in DEAD_STATUSES and env.run_id is not None:
+                self.dead.append({"run_id": env.run_id, "project_id": env.project_id,
+                                  "job_id": env.job_id, "status": changes["status"],
+                                  "finished_at": env.occurred_at, "replayed_by": None})
             changes["updated_at"], changes["last_seq"] = env.occurred_at, env.seq
             if env.run_id in self.new_runs:
                 self.new_runs[env.run_id].update(changes)
@@ -252,6 +300,11 @@ class _Fold:
         _update_by_id(conn, runs, self.changed_runs)
         if self.events:
             conn.execute(insert(run_events), self.events)
+        if self.dead:
+            conn.execute(insert(dead_letters), self.dead)
+        for dead_id, replay_id in self.replays.items():
+            conn.execute(update(dead_letters).where(dead_letters.c.run_id == dead_id)
+                         .values(replayed_by=replay_id))
         for project_id, row in self.quotas.items():
             conn.execute(delete(project_quotas).where(project_quotas.c.project_id == project_id))
             conn.execute(insert(project_quotas), [row])

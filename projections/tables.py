@@ -99,6 +99,16 @@ runs = Table(
     Column("batch_id", String(64)),
     # What the trigger overrode of the job's settings (RunOverrides), or null.
     Column("overrides", JSON),
+    # The latest attempt's execution_trace (ExecutionTrace), its last heartbeat, the
+    # record counters the endpoint reported (seed 004), and the status code of how the
+    # run ended where the state alone does not say it (JOB_USER_CANCELED, ZOMBIE_PROCESS).
+    Column("execution_trace", JSON),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("counters", JSON),
+    Column("outcome_code", String(32)),
+    Column("continuation_of", String(64)),
+    Column("parent_run_id", String(64)),
+    Column("lineage_depth", Integer),
     Index("ix_runs_project_job_created", "project_id", "job_id", "created_at"),
     Index("ix_runs_project_status", "project_id", "status"),
 )
@@ -170,4 +180,17 @@ project_days = Table(
     Column("project_id", String(64), primary_key=True),
     Column("day", String(10), primary_key=True),
     Column("running", Integer, nullable=False),  # runs made that day
+)
+
+# The dead-letter list: every run that ended failed, timed_out or crashed (no attempt is
+# left that could still succeed), until a replay takes it (replayed_by: the new run).
+dead_letters = Table(
+    "dead_letters", metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("job_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("replayed_by", String(64)),
+    Index("ix_dead_letters_project_finished", "project_id", "finished_at", "run_id"),
 )

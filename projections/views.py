@@ -55,6 +55,13 @@ class RunView(msgspec.Struct, frozen=True, kw_only=True):
     created_by: str | None = None
     batch_id: str | None = None
     overrides: dict[str, Any] | None = None
+    execution_trace: dict[str, Any] | None = None
+    heartbeat_at: datetime | None = None
+    counters: dict[str, int] | None = None
+    outcome_code: str | None = None
+    continuation_of: str | None = None
+    parent_run_id: str | None = None
+    lineage_depth: int | None = None
     # Computed at read time for a queued run (services/domain/holds.py), not stored.
     waiting_reason: str | None = None
 

@@ -85,6 +85,15 @@ class CreateJobRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     version_policy: Literal["pin", "latest"] = "pin"
     backwards_compatible: bool = True
     dedup_window_secs: DedupWindowSecs = 86_400
+    retry_max_delay_secs: Annotated[DelaySecs | None, Meta(
+        description="the longest wait between attempts (exponential delays stop growing "
+                    "there); null: no cap")] = None
+    retry_jitter: Annotated[bool, Meta(
+        description="shorten each wait by up to half, at random, so runs that failed "
+                    "together do not retry together")] = False
+    heartbeat_timeout_secs: Annotated[TimeoutSecs | None, Meta(
+        description="an attempt the endpoint accepted (202) must heartbeat at least this "
+                    "often, or the run ends crashed (ZOMBIE_PROCESS)")] = None
 
 
 class JobResponse(msgspec.Struct, kw_only=True):
@@ -119,6 +128,9 @@ class JobResponse(msgspec.Struct, kw_only=True):
     max_concurrency_per_key: int | None
     rate_limit_keys: list[RateLimitKeyBody]
     dedup_window_secs: int = 86_400
+    retry_max_delay_secs: int | None = None
+    retry_jitter: bool = False
+    heartbeat_timeout_secs: int | None = None
     webhook_url: str | None
     # Never the secret itself: "********" when one is set.
     webhook_secret: str | None
@@ -166,6 +178,9 @@ class PatchJobRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     version_policy: Literal["pin", "latest"] | UnsetType = UNSET
     backwards_compatible: bool | UnsetType = UNSET
     dedup_window_secs: DedupWindowSecs | UnsetType = UNSET
+    retry_max_delay_secs: DelaySecs | UnsetType | None = UNSET
+    retry_jitter: bool | UnsetType = UNSET
+    heartbeat_timeout_secs: TimeoutSecs | UnsetType | None = UNSET
 
 
 class JobVersionResponse(msgspec.Struct, kw_only=True):
@@ -293,16 +308,35 @@ class RunError(msgspec.Struct, kw_only=True):
     message: str
     status_code: int | None = None
     retryable: bool = True
+    retry_after_secs: float | None = None
 
 
 class ExecutionTrace(msgspec.Struct, kw_only=True):
-    queue_wait_ms: int | None = None
-    dequeue_ms: int | None = None
-    connect_ms: int | None = None
-    ttfb_ms: int | None = None
-    transfer_ms: int | None = None
-    total_ms: int | None = None
-    dispatch_ms: int | None = None
+    """Milliseconds, measured by the executor: the wait in the dispatch topic, until the
+    request went out, opening the connection (0 when reused), to the answer's first
+    byte, reading its body, the HTTP exchange as a whole, and dispatch to report."""
+
+    queue_wait_ms: float | None = None
+    dequeue_ms: float | None = None
+    connect_ms: float | None = None
+    ttfb_ms: float | None = None
+    transfer_ms: float | None = None
+    total_ms: float | None = None
+    dispatch_ms: float | None = None
+
+
+class AttemptRecord(msgspec.Struct, kw_only=True):
+    """One attempt of a run, from its event history."""
+
+    attempt: int
+    started_at: datetime
+    status: Annotated[str, Meta(description="running, accepted (202, reporting through "
+                                            "callbacks), completed, retry_scheduled, failed, "
+                                            "timed_out, crashed or canceled")]
+    ended_at: datetime | None = None
+    endpoint_url: str | None = None
+    error: RunError | None = None
+    execution_trace: ExecutionTrace | None = None
 
 
 class RunResponse(msgspec.Struct, kw_only=True):
@@ -359,9 +393,45 @@ class RunResponse(msgspec.Struct, kw_only=True):
     created_by: str | None = None
     batch_id: str | None = None
     run_token: Annotated[str | None, Meta(
-        description="only in a trigger's answer: what the run's endpoint presents to call "
-                    "back about it")] = None
+        description="only in a trigger's answer: attempt 1's token, what the run's "
+                    "endpoint presents to call back about it (each attempt's comes to the "
+                    "endpoint in X-Run-Token)")] = None
     idempotency_hit: bool = False
+    code: Annotated[str | None, Meta(
+        description="how the run ended where its status does not say it alone: "
+                    "JOB_USER_CANCELED, JOB_SYSTEM_CANCELED, ZOMBIE_PROCESS")] = None
+    counters: Annotated[dict[str, int], Meta(
+        description="the record counters its endpoint reported (numSuccess, numError, "
+                    "numIgnore, numExport, numPagesGenerated, numPagesProcessed)")] = (
+        msgspec.field(default_factory=dict))
+    attempts: Annotated[list[AttemptRecord], Meta(
+        description="every attempt so far with its outcome (on a run's read)")] = (
+        msgspec.field(default_factory=list))
+
+
+class RunMessage(msgspec.Struct, kw_only=True):
+    """Seed 003's job message, with the attempt that logged it and when."""
+
+    status: int
+    text: str
+    toolId: int | None = None
+    attempt: int
+    created_at: datetime
+
+
+class DeadLetter(msgspec.Struct, kw_only=True):
+    """A run with no attempt left (failed, timed_out or crashed), on the dead-letter list
+    until a replay takes it."""
+
+    run: RunResponse
+    finished_at: datetime
+    replayed_by: str | None = None
+
+
+class DeadLetterPage(msgspec.Struct, kw_only=True):
+    data: list[DeadLetter]
+    has_more: bool
+    next_cursor: str | None
 
 
 class CancelRunRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

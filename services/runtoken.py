@@ -1,8 +1,10 @@
 """Run tokens: what a run's endpoint presents to call back about that run.
 
-A token is an HMAC of the run id under the service's secret, so it is checked without a
-lookup and cannot be made for another run without the secret. Nothing stores it: the
-trigger answer shows it, and the executor hands it to the endpoint with each attempt.
+A token names one attempt of one run (with its project and job) and carries an HMAC of
+that under the service's secret, so it is checked without a lookup and cannot be made
+for another run or attempt without the secret. Nothing stores it: the trigger answer
+shows attempt 1's, and the executor hands each attempt's to the endpoint in the
+``X-Run-Token`` header. The processor decides whether the attempt is still in progress.
 """
 
 import base64
@@ -13,9 +15,13 @@ import secrets
 import time
 from pathlib import Path
 
+import msgspec
+
 from services.config import Settings
 
 PREFIX = "rt_"
+# Far above any token made here (ids are at most 64 characters each).
+MAX_TOKEN_CHARS = 1024
 
 
 def load_secret(settings: Settings) -> bytes:
@@ -48,10 +54,43 @@ def _written(path: Path) -> bytes:
     raise RuntimeError(f"the run token secret file {path} stays empty")
 
 
-def run_token(secret: bytes, run_id: str) -> str:
-    mac = hmac.new(secret, b"run:" + run_id.encode(), hashlib.sha256).digest()
-    return PREFIX + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+class RunClaims(msgspec.Struct, frozen=True):
+    """What a valid run token vouches for: one attempt of one run (and where it lives)."""
+
+    project_id: str
+    job_id: str
+    run_id: str
+    attempt: int
 
 
-def token_matches(secret: bytes, run_id: str, token: str) -> bool:
-    return hmac.compare_digest(run_token(secret, run_id), token)
+_SEP = "\x1f"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _mac(secret: bytes, claims: str) -> bytes:
+    return hmac.new(secret, b"run:" + claims.encode(), hashlib.sha256).digest()
+
+
+def run_token(secret: bytes, project_id: str, job_id: str, run_id: str, attempt: int) -> str:
+    """The token of one attempt: its claims in the clear (ids, not secrets), then their
+    HMAC. The trigger's answer shows attempt 1's; each attempt's goes to the endpoint."""
+    claims = _SEP.join((str(attempt), project_id, job_id, run_id))
+    return f"{PREFIX}{_b64(claims.encode())}.{_b64(_mac(secret, claims))}"
+
+
+def verify_token(secret: bytes, token: str) -> RunClaims | None:
+    """The claims of a token this service made, or None for anything else."""
+    if not token.startswith(PREFIX) or len(token) > MAX_TOKEN_CHARS:
+        return None
+    encoded, _, mac = token[len(PREFIX):].partition(".")
+    try:
+        claims = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not hmac.compare_digest(_b64(_mac(secret, claims)), mac):
+        return None
+    attempt, project_id, job_id, run_id = claims.split(_SEP)
+    return RunClaims(project_id, job_id, run_id, int(attempt))

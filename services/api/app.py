@@ -16,8 +16,10 @@ from services.api import payload_schema
 from services.api.auth import KeyRing, auth_middleware
 from services.api.bulk import trigger_bulk
 from services.api.bus import CommandBus
+from services.api.callbacks import CALLBACK_ROUTES
 from services.api.context import ApiContext, StillPending
 from services.api.contract import complete_openapi
+from services.api.dead_letters import list_dlq, replay_run
 from services.api.errors import EXCEPTION_HANDLERS, request_id_of
 from services.api.health import ReadinessCache, healthz, readyz
 from services.api.job_batch import clone_job, create_jobs
@@ -28,7 +30,7 @@ from services.api.job_versions import list_versions, read_version, update_job
 from services.api.jobs import create_job, read_job, trigger_job
 from services.api.options import allow_every_method
 from services.api.quotas import read_quotas, set_quotas
-from services.api.runs import cancel_run, read_run, run_events
+from services.api.runs import cancel_run, read_run, run_events, run_messages
 from services.api.visibility import ProjectionWatcher
 from services.config import Settings
 from services.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
@@ -85,7 +87,8 @@ def create_app(settings: Settings) -> Litestar:
                         read_quotas, set_quotas,
                         read_run, cancel_run, run_events, batch_enable, batch_disable,
                         delete_job, update_job, list_versions, read_version,
-                        list_jobs_route, create_jobs, clone_job],
+                        list_jobs_route, create_jobs, clone_job, run_messages,
+                        list_dlq, replay_run, *CALLBACK_ROUTES],
         lifespan=[kafka_and_store],
         middleware=[auth_middleware()],
         before_send=[allow_every_method],

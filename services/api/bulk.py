@@ -112,7 +112,7 @@ async def trigger_bulk(request: Request[Any, Any, Any],
                 r.status = "delayed" if late else "queued"
     for r in done:
         if r.id is not None:
-            r.run_token = run_token(ctx.token_secret, r.id)
+            r.run_token = run_token(ctx.token_secret, key.project_id, job.id, r.id, 1)
     created = sum(r.status != "rejected" and not r.idempotency_hit for r in done)
     body = BulkTriggerResponse(batch_id=batch_id, total=len(done), created=created,
                                results=done)

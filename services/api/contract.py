@@ -24,6 +24,13 @@ from schemas.api import (
     QuotasRequest,
     TriggerRunRequest,
 )
+from schemas.callbacks import (
+    CompleteRequest,
+    FailRequest,
+    HeartbeatRequest,
+    MessageRequest,
+    ProgressRequest,
+)
 from schemas.limits import MAX_JSON_DEPTH, MAX_JSON_INT, MIN_JSON_INT
 from schemas.text import published
 from services.api.job_batch import MAX_BATCH
@@ -49,6 +56,8 @@ class Route:
     links: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
     # Answers 200 with the 201 body when an idempotency key names an earlier run.
     replays: bool = False
+    # Called with a run token (the endpoint's callbacks), not an API key.
+    run_token: bool = False
 
 
 # Reads answer 503 too when the read models' database is locked or away.
@@ -116,6 +125,17 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("put", "/v1/quotas"): Route((400, 401, 403, 413, 422, 503), QuotasRequest,
                                  body_required=True, accepted=True,
                                  example={"max_queued_runs": 10000, "max_runs_per_day": None}),
+    **{("post", f"{_RUN}/{name}"): Route((400, 401, 403, 409, 413, 422, 503), body,
+                                          body_required=required, run_token=True)
+       for name, body, required in (("heartbeat", HeartbeatRequest, False),
+                                    ("progress", ProgressRequest, True),
+                                    ("messages", MessageRequest, True),
+                                    ("complete", CompleteRequest, False),
+                                    ("fail", FailRequest, True))},
+    ("get", f"{_RUN}/messages"): Route(_READ),
+    ("get", "/v1/runs/dlq"): Route((400, 401, 422, 503)),
+    ("post", f"{_RUN}/replay"): Route((401, 403, 404, 409, 429, 503), accepted=True,
+                                      replays=True, links=_RUN_LINKS),
     ("get", "/healthz"): Route((), public=True),
     ("get", "/readyz"): Route((503,), public=True),
 }
@@ -124,10 +144,10 @@ DESCRIPTIONS = {
     202: "Accepted: the command is durable but its effect was not visible within the wait "
          "bound; poll the Location",
     400: "The body is not JSON",
-    401: "No API key, or an unknown one",
-    403: "The API key's role may not do this",
+    401: "No API key (or run token), or an unknown one",
+    403: "The API key's role may not do this (or the key or token is not for this route)",
     404: "No such resource in the key's project",
-    409: "The resource's state does not allow this",
+    409: "The resource's state does not allow this (for a callback: its attempt ended)",
     413: "The body is over the size limit",
     422: "The body is JSON but breaks the contract; details name the fields",
     429: "A project quota is reached (code JOB_QUOTA_EXCEEDED; Retry-After says when to "
@@ -144,6 +164,7 @@ STRICTNESS = (
     f"deep, with integers within [{MIN_JSON_INT}, {MAX_JSON_INT}].")
 
 SECURITY_SCHEME = "bearerAuth"
+RUN_TOKEN_SCHEME = "runToken"
 _REF = "#/components/schemas/{name}"
 
 
@@ -202,7 +223,10 @@ def complete_openapi(doc: dict[str, Any]) -> dict[str, Any]:
     doc["components"]["securitySchemes"] = {SECURITY_SCHEME: {
         "type": "http", "scheme": "bearer",
         "description": "An API key: `Authorization: Bearer <key>`. The key's project "
-                       "scopes everything the request sees."}}
+                       "scopes everything the request sees."}, RUN_TOKEN_SCHEME: {
+        "type": "http", "scheme": "bearer",
+        "description": "A run token (`rt_...`): what the executor sent the endpoint in "
+                       "X-Run-Token with the attempt; valid for that run and attempt only."}}
     error = {"$ref": _REF.format(name="ErrorBody")}
     for (method, path), route in ROUTES.items():
         operation = doc["paths"][path][method]
@@ -244,7 +268,8 @@ def complete_openapi(doc: dict[str, Any]) -> dict[str, Any]:
                 for option in parameter["schema"].get("oneOf", [parameter["schema"]]):
                     if option.get("type") == "array":
                         option["items"] = {**option.get("items", {}), "pattern": pattern}
-        operation["security"] = [] if route.public else [{SECURITY_SCHEME: []}]
+        scheme = RUN_TOKEN_SCHEME if route.run_token else SECURITY_SCHEME
+        operation["security"] = [] if route.public else [{scheme: []}]
         if route.body is not None:
             schema: dict[str, Any] = {"$ref": _REF.format(name=route.body.__name__)}
             if route.body_items is not None:

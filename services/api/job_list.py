@@ -2,9 +2,6 @@
 
 The cursor is opaque to clients: the (created_at, id) of the page's last job, encoded."""
 
-import base64
-import binascii
-from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Request, get
@@ -14,26 +11,11 @@ from projections.queries import JobFilters, list_jobs
 from schemas.api import JobPage
 from services.api.auth import caller_of
 from services.api.context import ApiContext
+from services.api.cursors import cursor_of, position_of
 from services.api.errors import invalid
 from services.api.jobs import job_response
 
 MAX_TAG_FILTERS = 10
-
-
-def _cursor_of(created_at: datetime, job_id: str) -> str:
-    raw = f"{created_at.isoformat()}|{job_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _position_of(cursor: str) -> tuple[datetime, str]:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, _, job_id = text.partition("|")
-        if job_id:
-            return datetime.fromisoformat(created), job_id
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
-    raise invalid("cursor", "not a cursor this list handed out")
 
 
 def _tag_filters(tags: list[str]) -> list[tuple[str, str]]:
@@ -64,13 +46,13 @@ async def list_jobs_route(
     ctx: ApiContext = request.app.state.ctx
     filters = JobFilters(enabled=enabled, tags=_tag_filters(tag or []), group_id=group,
                          environment_id=environment)
-    after = None if cursor is None else _position_of(cursor)
+    after = None if cursor is None else position_of(cursor)
     views = await list_jobs(ctx.engine, key.project_id, filters, after, limit + 1)
     more = len(views) > limit
     views = views[:limit]
     last = views[-1] if more else None
     return JobPage(data=[job_response(v) for v in views], has_more=more,
-                   next_cursor=None if last is None else _cursor_of(last.created_at, last.id))
+                   next_cursor=None if last is None else cursor_of(last.created_at, last.id))
 
 
 __all__ = ["list_jobs_route"]

@@ -22,7 +22,7 @@ from services.api.quotas import quota_error
 from services.api.runs import run_response
 from services.api.triggers import trigger_command
 from services.config import ApiKey
-from services.domain import CreateJob
+from services.domain import CreateJob, TriggerRun
 from services.domain.versions import version_id_for
 from services.runtoken import run_token
 
@@ -98,6 +98,14 @@ async def trigger_job(request: Request[Any, Any, Any],
     run_id = new_run_id()
     command = await trigger_command(key, job, data, command_id=new_command_id(), run_id=run_id,
                                     now=datetime.now(UTC))
+    return await submit_trigger(request, ctx, key, command)
+
+
+async def submit_trigger(request: Request[Any, Any, Any], ctx: ApiContext, key: ApiKey,
+                         command: TriggerRun) -> Response[RunResponse]:
+    """Admit a trigger under the project's quotas, send it, and answer its run (201), the
+    idempotency key's earlier run (200), or 202 past the wait bound."""
+    run_id = command.run_id
     guard = ctx.quota_guard
     admission, (refused,) = await guard.admit(ctx.engine, key.project_id, 1)
     if refused is not None:
@@ -118,7 +126,8 @@ async def trigger_job(request: Request[Any, Any, Any],
     await guard.release(admission)  # visible: the read model counts it now
     hit = outcome.idempotency_hit and outcome.run_id is not None
     run = await run_response(ctx, key, outcome.run_id if hit and outcome.run_id else run_id)
-    run.run_token, run.idempotency_hit = run_token(ctx.token_secret, run.id), hit
+    run.run_token = run_token(ctx.token_secret, key.project_id, run.job_id, run.id, 1)
+    run.idempotency_hit = hit
     # 200: the idempotency key's run from before, nothing new; 201: a new run.
     return Response(run, status_code=200 if hit else 201)
 

@@ -9,7 +9,8 @@ from litestar.params import FromPath
 
 from projections.queries import get_run, list_run_events
 from projections.views import RunView
-from schemas.api import CancelRunRequest, RunEventResponse, RunResponse
+from schemas.api import CancelRunRequest, RunEventResponse, RunMessage, RunResponse
+from services.api.attempts import attempts_of, messages_of
 from services.api.auth import caller_of
 from services.api.body import decode_body
 from services.api.context import ApiContext
@@ -20,7 +21,7 @@ from services.domain import CancelRun
 from services.domain.versions import version_id_for
 
 
-async def _run(ctx: ApiContext, key: ApiKey, run_id: str) -> RunView:
+async def run_view(ctx: ApiContext, key: ApiKey, run_id: str) -> RunView:
     view = await get_run(ctx.engine, key.project_id, run_id)
     if view is None:
         raise not_found("run", run_id)
@@ -28,7 +29,7 @@ async def _run(ctx: ApiContext, key: ApiKey, run_id: str) -> RunView:
 
 
 async def run_response(ctx: ApiContext, key: ApiKey, run_id: str) -> RunResponse:
-    return response_of(await _run(ctx, key, run_id))
+    return response_of(await run_view(ctx, key, run_id))
 
 
 # The trigger's overrides as the run object names them.
@@ -46,13 +47,30 @@ def response_of(view: RunView) -> RunResponse:
     fields.update({_OVERRIDE_FIELDS[k]: v for k, v in overrides.items() if k in _OVERRIDE_FIELDS})
     fields.update(error=None if detail is None else detail.get("message"), error_detail=detail,
                   tags=fields["tags"] or {}, debug_mode=bool(fields["debug_mode"]),
-                  job_version_id=version_id_for(view.job_id, view.job_version))
+                  job_version_id=version_id_for(view.job_id, view.job_version),
+                  code=fields.pop("outcome_code"), counters=fields["counters"] or {},
+                  lineage_depth=fields["lineage_depth"] or 0)
     return msgspec.convert(fields, RunResponse, from_attributes=False)
 
 
-@get("/v1/runs/{run_id:str}", summary="Get a run")
+@get("/v1/runs/{run_id:str}", summary="Get a run, with its attempts")
 async def read_run(request: Request[Any, Any, Any], run_id: FromPath[str]) -> RunResponse:
-    return await run_response(request.app.state.ctx, caller_of(request), run_id)
+    ctx: ApiContext = request.app.state.ctx
+    key = caller_of(request)
+    run = await run_response(ctx, key, run_id)
+    if run.attempt:
+        run.attempts = attempts_of(await list_run_events(ctx.engine, key.project_id, run_id))
+    return run
+
+
+@get("/v1/runs/{run_id:str}/messages", summary="The messages the run's endpoint logged")
+async def run_messages(request: Request[Any, Any, Any],
+                       run_id: FromPath[str]) -> list[RunMessage]:
+    key = caller_of(request)
+    ctx: ApiContext = request.app.state.ctx
+    await run_view(ctx, key, run_id)
+    events = await list_run_events(ctx.engine, key.project_id, run_id)
+    return [msgspec.convert(m, RunMessage) for m in messages_of(events)]
 
 
 @post("/v1/runs/{run_id:str}/cancel", status_code=200, summary="Cancel a run")
@@ -60,7 +78,7 @@ async def cancel_run(request: Request[Any, Any, Any], run_id: FromPath[str]) -> 
     key = caller_of(request, "operator")
     data = await decode_body(request, CancelRunRequest, optional=True)
     ctx: ApiContext = request.app.state.ctx
-    run = await _run(ctx, key, run_id)
+    run = await run_view(ctx, key, run_id)
     await ctx.execute(CancelRun(command_id=new_command_id(), project_id=key.project_id,
                                 job_id=run.job_id, issued_at=datetime.now(UTC),
                                 actor=key.role, run_id=run_id, reason=data.reason),
@@ -73,6 +91,6 @@ async def run_events(request: Request[Any, Any, Any],
                      run_id: FromPath[str]) -> list[RunEventResponse]:
     key = caller_of(request)
     ctx: ApiContext = request.app.state.ctx
-    await _run(ctx, key, run_id)
+    await run_view(ctx, key, run_id)
     events = await list_run_events(ctx.engine, key.project_id, run_id)
     return [msgspec.convert(e, RunEventResponse, from_attributes=True) for e in events]

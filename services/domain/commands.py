@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from events.types import AttemptFailure, JobSpec, RunOverrides
+from events.types import AttemptFailure, ExecutionTrace, JobSpec, RunOverrides
 
 
 class _Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -46,6 +46,10 @@ class TriggerRun(_Command, frozen=True, kw_only=True, tag="run.trigger"):
     debug_mode: bool = False
     overrides: RunOverrides | None = None
     created_by: str | None = None
+    # A replay of a dead-lettered run (its id), or a child of a run: its lineage.
+    continuation_of: str | None = None
+    parent_run_id: str | None = None
+    lineage_depth: int = 0
 
 
 class DispatchRun(_Command, frozen=True, kw_only=True, tag="run.dispatch"):
@@ -53,17 +57,53 @@ class DispatchRun(_Command, frozen=True, kw_only=True, tag="run.dispatch"):
 
 
 class ReportAttemptSucceeded(_Command, frozen=True, kw_only=True, tag="attempt.succeed"):
+    """The attempt's result: from its executor (a 2xx answer) or from the endpoint's
+    complete callback (actor ``endpoint``)."""
+
     run_id: str
     attempt: int
     result: Any = None
     status_code: int | None = None
     duration_ms: float | None = None
+    trace: ExecutionTrace | None = None
 
 
 class ReportAttemptFailed(_Command, frozen=True, kw_only=True, tag="attempt.fail"):
     run_id: str
     attempt: int
     failure: AttemptFailure
+    trace: ExecutionTrace | None = None
+
+
+class ReportAttemptAccepted(_Command, frozen=True, kw_only=True, tag="attempt.accept"):
+    """The endpoint answered 202: it reports the attempt's end through the callbacks."""
+
+    run_id: str
+    attempt: int
+    trace: ExecutionTrace | None = None
+
+
+class RecordHeartbeat(_Command, frozen=True, kw_only=True, tag="run.heartbeat"):
+    """The endpoint working on the attempt is alive (the heartbeat callback)."""
+
+    run_id: str
+    attempt: int
+
+
+class ReportProgress(_Command, frozen=True, kw_only=True, tag="run.progress"):
+    """The attempt's record counters so far (totals), from the progress callback."""
+
+    run_id: str
+    attempt: int
+    counters: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class LogRunMessage(_Command, frozen=True, kw_only=True, tag="run.message"):
+    run_id: str
+    attempt: int
+    status: int
+    text: str
+    tool_id: int | None = None
 
 
 class CancelRun(_Command, frozen=True, kw_only=True, tag="run.cancel"):
@@ -135,6 +175,10 @@ Command = (
     | DispatchRun
     | ReportAttemptSucceeded
     | ReportAttemptFailed
+    | ReportAttemptAccepted
+    | RecordHeartbeat
+    | ReportProgress
+    | LogRunMessage
     | CancelRun
     | FireDueTimers
     | EnableJob

@@ -15,14 +15,19 @@ from services.domain.commands import (
     EnableJob,
     FireCronTick,
     FireDueTimers,
+    LogRunMessage,
+    RecordHeartbeat,
+    ReportAttemptAccepted,
     ReportAttemptFailed,
     ReportAttemptSucceeded,
+    ReportProgress,
     SetProjectQuotas,
     TriggerRun,
     UpdateJob,
     WakeJob,
     project_stream,
 )
+from services.domain.operations.callbacks import decide_callback
 from services.domain.operations.cancel import decide_cancel
 from services.domain.operations.create_job import decide_create_job
 from services.domain.operations.cron_tick import decide_cron_tick
@@ -38,8 +43,9 @@ from services.domain.state import Aggregate
 
 # What a deleted job still takes: what finishes or drains the runs it had, and a caller's
 # cancel of one of them (they stay readable, and a running one may be stopped).
-AFTER_DELETE = (FireDueTimers, ReportAttemptSucceeded, ReportAttemptFailed, DispatchRun,
-                CancelWaitingRuns, CancelRun, WakeJob)
+AFTER_DELETE = (FireDueTimers, ReportAttemptSucceeded, ReportAttemptFailed,
+                ReportAttemptAccepted, RecordHeartbeat, ReportProgress, LogRunMessage,
+                DispatchRun, CancelWaitingRuns, CancelRun, WakeJob)
 
 
 def decide(state: Aggregate, command: Command,
@@ -80,7 +86,9 @@ def decide(state: Aggregate, command: Command,
         case DispatchRun():
             return decide_dispatch(state, run, now)
         case CancelRun():
-            return decide_cancel(run, command)
-        case ReportAttemptSucceeded() | ReportAttemptFailed():
+            return decide_cancel(run, command, now)
+        case ReportAttemptSucceeded() | ReportAttemptFailed() | ReportAttemptAccepted():
             return decide_report(state, run, command, now)
+        case RecordHeartbeat() | ReportProgress() | LogRunMessage():
+            return decide_callback(state, run, command, now)
     raise AssertionError(f"unhandled command {command!r}")

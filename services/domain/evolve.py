@@ -15,12 +15,17 @@ from events.types import (
     JobScheduleSet,
     JobUpdated,
     ProjectQuotasSet,
+    RunAccepted,
     RunCanceled,
     RunCancelRequested,
     RunCompleted,
+    RunCrashed,
     RunDispatched,
     RunExpired,
     RunFailed,
+    RunHeartbeatRecorded,
+    RunMessageLogged,
+    RunProgressReported,
     RunRequeued,
     RunRetryScheduled,
     RunTriggered,
@@ -137,7 +142,8 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
     match event:
         case RunDispatched(attempt=attempt, deadline_at=deadline, at=started):
             run = replace(before, status=RunStatus.RUNNING, attempt=attempt,
-                          next_retry_at=None, deadline_at=deadline)
+                          next_retry_at=None, deadline_at=deadline, accepted=False,
+                          heartbeat_due_at=None)
             job = replace(job, served_round=max(job.served_round, before.round))
             spec = job.spec
             if started is not None and spec is not None and spec.rate_limit_window_secs:
@@ -146,20 +152,34 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
             if started is not None and spec is not None and spec.rate_limit_keys:
                 state = replace(state, rates=_counted(state, before, started))
         case RunCompleted():
-            run = replace(before, status=RunStatus.COMPLETED, deadline_at=None)
+            run = replace(before, status=RunStatus.COMPLETED, deadline_at=None,
+                          heartbeat_due_at=None)
+        case RunAccepted(deadline_at=deadline, heartbeat_due_at=due):
+            run = replace(before, accepted=True, deadline_at=deadline, heartbeat_due_at=due)
+        case RunHeartbeatRecorded(heartbeat_due_at=due):
+            run = replace(before, heartbeat_due_at=due if before.accepted else None)
+        case RunProgressReported() | RunMessageLogged():
+            return replace(state, job=job)  # the read model keeps them; no decision does
+        case RunCrashed():
+            run = replace(before, status=RunStatus.CRASHED, deadline_at=None,
+                          heartbeat_due_at=None)
         case RunRetryScheduled(next_retry_at=at):
-            run = replace(before, status=RunStatus.DELAYED, next_retry_at=at, deadline_at=None)
+            run = replace(before, status=RunStatus.DELAYED, next_retry_at=at, deadline_at=None,
+                          heartbeat_due_at=None)
         case RunRequeued():
             round_, key = _enqueued(job, state.key(lane_of(before)))
             run = replace(before, status=RunStatus.QUEUED, next_retry_at=None,
                           position=job.seq, round=round_)
         case RunFailed(status=status):
-            run = replace(before, status=RunStatus(status), deadline_at=None)
-        case RunCancelRequested():
-            run = replace(before, status=RunStatus.CANCELING)
+            run = replace(before, status=RunStatus(status), deadline_at=None,
+                          heartbeat_due_at=None)
+        case RunCancelRequested(deadline_at=deadline):
+            # Heartbeats no longer matter: the attempt ends at the cancel deadline anyway.
+            run = replace(before, status=RunStatus.CANCELING, heartbeat_due_at=None,
+                          deadline_at=deadline or before.deadline_at)
         case RunCanceled():
             run = replace(before, status=RunStatus.CANCELED, next_retry_at=None,
-                          deadline_at=None)
+                          deadline_at=None, heartbeat_due_at=None)
         case RunExpired():
             run = replace(before, status=RunStatus.EXPIRED, next_retry_at=None)
         case _:

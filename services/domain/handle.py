@@ -7,7 +7,13 @@ from datetime import datetime
 
 import msgspec
 
-from services.domain.commands import Command, DispatchRun
+from services.domain.commands import (
+    Command,
+    DispatchRun,
+    LogRunMessage,
+    RecordHeartbeat,
+    ReportProgress,
+)
 from services.domain.decide import decide
 from services.domain.evolve import evolve
 from services.domain.operations.delete_job import drain
@@ -72,8 +78,18 @@ def handle(state: Aggregate, command: Command) -> Decision:
         events.append((rid, event))
 
     run_id = getattr(command, "run_id", None)
-    answer = Answer(seq=state.job.seq, run_id=run_id)
+    answer = Answer(seq=state.job.seq, run_id=run_id, code=_note(state, command))
     return Decision(events, state, answer)
+
+
+def _note(state: Aggregate, command: Command) -> str | None:
+    """What an accepted command's answer tells besides: a callback from an attempt whose
+    run is canceling hears that its cancel was requested (it should stop and report)."""
+    if isinstance(command, RecordHeartbeat | ReportProgress | LogRunMessage):
+        run = state.runs.get(command.run_id)
+        if run is not None and run.status is RunStatus.CANCELING:
+            return "cancel_requested"
+    return None
 
 
 def dispatchable(state: Aggregate, now: datetime) -> list[str]:

@@ -77,6 +77,10 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     expires_at: datetime | None = None
     overrides: RunOverrides | None = None
     debug_mode: bool = False
+    # The endpoint answered 202 to the current attempt: it reports through callbacks,
+    # and heartbeats by heartbeat_due_at when the job has a heartbeat timeout.
+    accepted: bool = False
+    heartbeat_due_at: datetime | None = None
 
 
 class KeyState(msgspec.Struct, frozen=True, kw_only=True):
@@ -224,8 +228,15 @@ def timer_due_at(run: RunState) -> datetime | None:
     if run.status is RunStatus.QUEUED:
         return run.expires_at if run.attempt == 0 else None
     if run.status in (RunStatus.RUNNING, RunStatus.CANCELING):
-        return run.deadline_at
+        due = [at for at in (run.deadline_at, run.heartbeat_due_at) if at is not None]
+        return min(due, default=None)
     return None
+
+
+def in_attempt(run: RunState, attempt: int) -> bool:
+    """Whether ``attempt`` is the run's attempt in progress (what a report or callback
+    about it may change)."""
+    return run.status in (RunStatus.RUNNING, RunStatus.CANCELING) and attempt == run.attempt
 
 
 class Aggregate(msgspec.Struct, frozen=True, kw_only=True):

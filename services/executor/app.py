@@ -19,6 +19,7 @@ from services.executor.call import close_session, open_session
 from services.executor.guard import SocketFactory, plain_socket
 from services.executor.loop import Executor, RecentOrders, cancel_all
 from services.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
+from services.runtoken import load_secret
 
 __all__ = ["RecentOrders", "run_executor"]
 
@@ -42,7 +43,8 @@ async def run_executor(settings: Settings, stop: asyncio.Event | None = None, *,
                            create_socket=create_socket)
     executor = Executor(consumer=consumer, delivery=Delivery(producer), admin=admin,
                         session=session, allowed=allowed, topics=settings.topics,
-                        group_id=group_id, max_in_flight=settings.executor_max_in_flight)
+                        group_id=group_id, max_in_flight=settings.executor_max_in_flight,
+                        token_secret=load_secret(settings))
     closers: list[Callable[[], Awaitable[None]]] = []
     try:
         for start, close in ((admin.start, admin.close), (producer.start, producer.stop),

@@ -34,8 +34,9 @@ from services.addresses import Network
 from services.deadletter import DeadLetter, dead_letter, encode_dead_letter
 from services.delivery import Delivery, RecordRefused
 from services.domain import ReportAttemptFailed, encode_command
-from services.executor.call import Report, call_endpoint, failure_report
+from services.executor.call import Report, call_endpoint, failure_report, send_cancel_notice
 from services.executor.offsets import MAX_METADATA_CHARS, PartitionProgress
+from services.runtoken import run_token
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class Executor:
     def __init__(self, *, consumer: AIOKafkaConsumer, delivery: Delivery,
                  admin: AIOKafkaAdminClient, session: aiohttp.ClientSession,
                  allowed: Sequence[Network], topics: Topics, group_id: str,
-                 max_in_flight: int) -> None:
+                 max_in_flight: int, token_secret: bytes = b"") -> None:
         self._consumer = consumer
         self._delivery = delivery
         self._admin = admin
@@ -86,6 +87,10 @@ class Executor:
         self._topics = topics
         self._group_id = group_id
         self._max_in_flight = max(1, max_in_flight)
+        self._token_secret = token_secret
+        # Idempotency key of each attempt being called -> set when a cancel notice for it
+        # arrives: the call is abandoned and the attempt reported stopped.
+        self._cancels: dict[str, asyncio.Event] = {}
         self._partitions: dict[TopicPartition, PartitionProgress] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # Idempotency key (or a record's own key for unreadable ones) -> the offsets that
@@ -173,12 +178,17 @@ class Executor:
             self._start(f"unreadable:{tp.topic}:{tp.partition}:{record.offset}",
                         self._write_letter(letter), progress, record.offset)
             return
-        key = order.idempotency_key
+        key = order.work_key
+        if order.kind == "cancel":
+            if (asked := self._cancels.get(order.idempotency_key)) is not None:
+                asked.set()
         if key in self._recent:
             progress.finished(record.offset)
             self._changed = True
         elif key in self._running:
             self._running[key].append((progress, record.offset))
+        elif order.kind == "cancel":
+            self._start(key, self._notify_cancel(order), progress, record.offset)
         else:
             self._start(key, self._carry_out(order, record), progress, record.offset)
 
@@ -203,11 +213,44 @@ class Executor:
             progress.finished(offset)
         self._changed = True
 
+    def _token(self, order: DispatchOrder) -> str | None:
+        if not self._token_secret:
+            return None
+        return run_token(self._token_secret, order.project_id, order.job_id, order.run_id,
+                         order.attempt)
+
+    async def _call(self, order: DispatchOrder) -> Report:
+        """Call the endpoint, unless a cancel notice for the attempt comes first: then stop
+        waiting and report the attempt stopped (its run is canceling)."""
+        taken = time.perf_counter()
+        asked = self._cancels.setdefault(order.idempotency_key, asyncio.Event())
+        call = asyncio.ensure_future(call_endpoint(self._session, order, self._allowed,
+                                                   self._token(order), taken))
+        waiter = asyncio.ensure_future(asked.wait())
+        try:
+            await asyncio.wait({call, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._cancels.pop(order.idempotency_key, None)
+            waiter.cancel()
+            if not call.done():
+                call.cancel()
+        if call.done() and not call.cancelled():
+            return call.result()
+        await asyncio.gather(call, return_exceptions=True)
+        stopped = AttemptFailure(kind="canceled", retryable=False,
+                                 message="the executor stopped waiting: cancel requested")
+        return failure_report(order, stopped)
+
+    async def _notify_cancel(self, order: DispatchOrder) -> None:
+        why = await send_cancel_notice(self._session, order, self._allowed, self._token(order))
+        if why is not None:
+            log.info("cancel notice for %s not delivered: %s", order.idempotency_key, why)
+
     async def _carry_out(self, order: DispatchOrder,
                          record: ConsumerRecord[bytes, bytes]) -> None:
         letter: DeadLetter | None = None
         try:
-            report: Report = await call_endpoint(self._session, order, self._allowed)
+            report: Report = await self._call(order)
         except Exception as exc:
             # Anything else (a bug, an order no call can be made of): the attempt fails
             # permanently, with the error, instead of the order failing the loop.

@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError
 from events.codec import encode_event
 from events.dispatch import DispatchOrder, encode_dispatch
 from events.envelope import Envelope
-from events.types import Event, RunDispatched
+from events.types import Event, RunCancelRequested, RunDispatched
 from services.deadletter import DeadLetter, dead_letter, encode_dead_letter
 from services.domain import (
     Aggregate,
@@ -48,6 +48,7 @@ from services.domain.operations.delete_job import DRAIN_CHUNK
 from services.domain.operations.hold import start_room
 from services.domain.pacing import RateCounter
 from services.domain.state import Answer, DedupRecord
+from services.domain.version_policy import settings_for
 from services.outcomes import CommandOutcome, encode_outcome
 from services.processor.statecodec import (
     decode_answer,
@@ -505,6 +506,16 @@ def _records(
                                        else event.fallback_endpoint_url),
                 timeout_secs=event.timeout_secs or run.timeout_secs, payload=run.payload,
                 metadata=run.metadata, debug_mode=run.debug_mode,
+                dispatched_at=command.issued_at,
             )
             orders.append((run_id, encode_dispatch(order)))
+        elif isinstance(event, RunCancelRequested) and run_id is not None and spec is not None:
+            run = after.runs[run_id]
+            settings = settings_for(after.job, run)
+            notice = DispatchOrder(
+                run_id=run_id, job_id=command.job_id, project_id=command.project_id,
+                attempt=run.attempt, endpoint_url=settings.endpoint_url,
+                timeout_secs=settings.timeout_secs, metadata=run.metadata,
+                dispatched_at=command.issued_at, kind="cancel", reason=event.reason)
+            orders.append((run_id, encode_dispatch(notice)))
     return records, orders

@@ -9,6 +9,11 @@
 - ``/stream/{bytes}``: like ``/big`` but chunked, with no Content-Length
 - ``/redirect``: 302 to ``/echo`` on the same server (a client must not follow it)
 - ``/text``: 200 with a body that is not JSON
+- ``/accept``: 202 (the test then calls back with the X-Run-Token it received)
+- ``/retry-after/{secs}``: 429 with ``Retry-After: secs`` on a run's first call, then 200
+
+A cancel notice (``X-Jobledger-Notice: cancel``) is answered 200 at once, whatever the
+path, and kept in ``notices``.
 
 Every call counts as in flight until answered, per job (``X-Job-ID``) and per job and
 ``payload["key"]`` when the payload names one: ``peak`` keeps the most seen at once, and
@@ -42,6 +47,7 @@ class Endpoint:
     in_flight: Counter[str] = field(default_factory=Counter)
     peak: Counter[str] = field(default_factory=Counter)
     started: list[str] = field(default_factory=list)
+    notices: list[Received] = field(default_factory=list)
     _runner: web.AppRunner | None = None
 
     @property
@@ -55,6 +61,9 @@ class Endpoint:
         body = await request.read()
         payload = json.loads(body) if body else None
         run_id = request.headers.get("X-Run-ID", "")
+        if request.headers.get("X-Jobledger-Notice") == "cancel":
+            self.notices.append(Received(request.path, dict(request.headers), payload))
+            return web.json_response({"stopping": True})
         self.received.append(Received(request.path, dict(request.headers), payload))
         self.calls[run_id] += 1
         self.started.append(run_id)
@@ -102,6 +111,11 @@ class Endpoint:
                 return web.Response(status=302, headers={"Location": f"{self.base_url}/echo"})
             case ["text"]:
                 return web.Response(text="plain words, not JSON")
+            case ["accept"]:
+                return web.json_response({"accepted": True}, status=202)
+            case ["retry-after", secs] if self.calls[run_id] == 1:
+                return web.json_response({"error": "slow down"}, status=429,
+                                         headers={"Retry-After": secs})
         return web.json_response({"echo": payload, "attempt": attempt})
 
     async def start(self) -> None:

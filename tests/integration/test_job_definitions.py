@@ -20,7 +20,7 @@ SEED_002_JOB_FIELDS = {
     "version_id", "version_policy", "backwards_compatible", "created_by", "updated_by",
     "created_at", "updated_at"}
 # Beyond the seed: when the cron schedule fires next.
-OUR_JOB_FIELDS = {"next_tick_at"}
+OUR_JOB_FIELDS = {"next_tick_at", "retry_max_delay_secs", "retry_jitter", "heartbeat_timeout_secs"}
 
 
 def slug(prefix: str) -> str:

@@ -17,7 +17,7 @@ from events import (
     encode_dispatch,
     encode_event,
 )
-from events.types import Event
+from events.types import Event, ExecutionTrace
 from services.domain import decode_command, encode_command
 from services.domain.commands import Command
 from tests.unit.domain_support import cancel, create, fail, fire, succeed, tick, trigger
@@ -44,6 +44,12 @@ SAMPLES: dict[str, dict[str, object]] = {
     "run.expired": {"expires_at": NOW},
     "job.dispatch_held": {"until": NOW, "reason": "rate_limit"},
     "project.quotas_set": {"max_queued_runs": 5, "max_runs_per_day": None, "by": "p:admin"},
+    "run.accepted": {"attempt": 1, "deadline_at": NOW, "heartbeat_due_at": NOW,
+                     "trace": ExecutionTrace(queue_wait_ms=1.5, ttfb_ms=2.0)},
+    "run.heartbeat_recorded": {"attempt": 1, "heartbeat_due_at": NOW},
+    "run.crashed": {"attempt": 2, "heartbeat_due_at": NOW},
+    "run.progress_reported": {"attempt": 1, "counters": {"numSuccess": 3}},
+    "run.message_logged": {"attempt": 1, "status": 1, "text": "hi", "tool_id": 7},
 }
 
 

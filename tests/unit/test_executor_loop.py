@@ -319,10 +319,11 @@ async def test_poison_is_isolated_and_the_loop_goes_on(
         server: Endpoint, start: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
     real_call = loop_module.call_endpoint
 
-    async def call_with_a_bug(session: Any, order: DispatchOrder, allowed: Any) -> Any:
+    async def call_with_a_bug(session: Any, order: DispatchOrder, allowed: Any,
+                              *rest: Any) -> Any:
         if order.run_id == "bug":
             raise RecursionError("maximum recursion depth exceeded")
-        return await real_call(session, order, allowed)
+        return await real_call(session, order, allowed, *rest)
 
     monkeypatch.setattr(loop_module, "call_endpoint", call_with_a_bug)
     consumer = FakeConsumer()

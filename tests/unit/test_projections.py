@@ -79,7 +79,7 @@ async def test_history_projects_into_job_run_and_events(tmp_path: Path) -> None:
     assert run is not None
     assert (run.status, run.attempt, run.result) == ("completed", 2, {"ok": True})
     assert run.error == {"kind": "http_status", "message": "503", "status_code": 503,
-                         "retryable": True}
+                         "retryable": True, "retry_after_secs": None}
     assert run.finished_at == at(7) and run.started_at == at(6) and run.created_at == at(2)
     events = await list_run_events(engine, "p", "r1")
     assert [e.seq for e in events] == [2, 3, 4, 5, 6, 7]

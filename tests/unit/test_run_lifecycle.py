@@ -148,7 +148,7 @@ def test_failing_twice_then_succeeding_completes_on_attempt_3() -> None:
 def test_cancel_queued_and_delayed_cancels_at_once() -> None:
     queued = handle(given(job(max_concurrency=1)), trigger("r1")).state
     queued = handle(queued, trigger("r2")).state
-    assert decide(queued, cancel("r2"), T0) == [("r2", RunCanceled())]
+    assert decide(queued, cancel("r2"), T0) == [("r2", RunCanceled(code="JOB_USER_CANCELED"))]
     delayed = handle(given(running()), fail()).state
     assert types(decide(delayed, cancel(), T0)) == ["RunCanceled"]
 

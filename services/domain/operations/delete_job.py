@@ -28,6 +28,7 @@ def drain(state: Aggregate) -> list[RunEvent]:
     """Cancel the queued runs of a deleted job that this command loaded."""
     if not state.job.deleted:
         return []
-    return [(run.run_id, RunCanceled(reason=REASON, by_system=True))
+    return [(run.run_id, RunCanceled(reason=REASON, by_system=True,
+                                         code="JOB_SYSTEM_CANCELED"))
             for run in sorted(state.runs.values(), key=lambda r: r.run_id)
             if run.status is RunStatus.QUEUED]

@@ -54,6 +54,9 @@ def decide_trigger(state: Aggregate, command: TriggerRun) -> list[RunEvent] | Re
                 tags=command.tags,
                 debug_mode=command.debug_mode,
                 created_by=command.created_by,
+                continuation_of=command.continuation_of,
+                parent_run_id=command.parent_run_id,
+                lineage_depth=command.lineage_depth,
             ),
         )
     ]
