@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, FromQuery, Parameter
 
 from projections.dead_letters import dead_letter_of, list_dead_letters
 from schemas.api import DeadLetter, DeadLetterPage, RunResponse
@@ -27,7 +27,7 @@ MAX_LINEAGE_DEPTH = 100
 async def list_dlq(
     request: Request[Any, Any, Any],
     job_id: Annotated[str | None, Parameter(max_length=64)] = None,
-    include_replayed: bool = False,
+    include_replayed: FromQuery[bool] = False,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Parameter(max_length=400)] = None,
 ) -> DeadLetterPage:
