@@ -42,6 +42,13 @@ class ExecutionTrace(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     total_ms: float | None = None
 
 
+# Seed 004's job tree: a flow spawns export and import children; task is anything else.
+RunType = Literal["flow", "export", "import", "task"]
+# When a downstream job runs after an upstream run ends: it completed, it failed (failed,
+# timed_out, crashed), or either.
+DependencyCondition = Literal["on_success", "on_failure", "on_completion"]
+
+
 class RateLimitKey(msgspec.Struct, frozen=True, kw_only=True):
     """At most ``max`` starts per ``window_secs`` for the runs whose concurrency key is
     ``name``."""
@@ -163,6 +170,8 @@ class RunTriggered(_Body, frozen=True, kw_only=True):
     continuation_of: str | None = None
     parent_run_id: str | None = None
     lineage_depth: int = 0
+    # Seed 004's job type (a child names it; None: a plain run).
+    run_type: RunType | None = None
 
 
 class RunDispatched(_Body, frozen=True, kw_only=True):
@@ -379,6 +388,34 @@ class JobDispatchHeld(_Body, frozen=True, kw_only=True):
     reason: Literal["execution_window", "rate_limit"] | None = None
 
 
+class RunChildSpawned(_Body, frozen=True, kw_only=True):
+    """The endpoint working on the attempt spawned a child run of ``child_job_id`` (the
+    processor then triggers it there, with this run as its parent)."""
+
+    TYPE = "run.child_spawned"
+    attempt: int
+    child_job_id: str
+    child_run_id: str
+    run_type: RunType = "task"
+    payload: Any = None
+
+
+class JobDependentAdded(_Body, frozen=True, kw_only=True):
+    """``downstream_job_id`` runs after each run of this job that ends as ``condition``
+    says (recorded on the upstream job, which decides when to trigger it)."""
+
+    TYPE = "job.dependent_added"
+    downstream_job_id: str
+    condition: DependencyCondition
+    by: str | None = None
+
+
+class JobDependentRemoved(_Body, frozen=True, kw_only=True):
+    TYPE = "job.dependent_removed"
+    downstream_job_id: str
+    by: str | None = None
+
+
 class ProjectQuotasSet(_Body, frozen=True, kw_only=True):
     """An admin set the project's quotas (null: no limit). Recorded on the project's own
     stream (job id ``project:<project id>``), which holds nothing else."""
@@ -413,6 +450,9 @@ Event = (
     | RunCrashed
     | RunProgressReported
     | RunMessageLogged
+    | RunChildSpawned
+    | JobDependentAdded
+    | JobDependentRemoved
 )
 
 EVENT_TYPES: dict[str, type[_Body]] = {
@@ -441,5 +481,8 @@ EVENT_TYPES: dict[str, type[_Body]] = {
         RunCrashed,
         RunProgressReported,
         RunMessageLogged,
+        RunChildSpawned,
+        JobDependentAdded,
+        JobDependentRemoved,
     )
 }

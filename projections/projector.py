@@ -30,6 +30,8 @@ from events.types import (
     JobCreated,
     JobCronTicked,
     JobDeleted,
+    JobDependentAdded,
+    JobDependentRemoved,
     JobDisabled,
     JobDispatchHeld,
     JobEnabled,
@@ -39,6 +41,7 @@ from events.types import (
     RunAccepted,
     RunCanceled,
     RunCancelRequested,
+    RunChildSpawned,
     RunCompleted,
     RunCrashed,
     RunDispatched,
@@ -52,9 +55,11 @@ from events.types import (
     RunTriggered,
 )
 from events.versions import version_id_for
+from projections.counters import sum_into_parents
 from projections.gates import write_gates
 from projections.tables import (
     dead_letters,
+    job_dependencies,
     job_positions,
     job_tags,
     job_versions,
@@ -134,6 +139,7 @@ RUN_CHANGES: dict[type, Changes] = {
     RunHeartbeatRecorded: lambda env, e: {"heartbeat_at": env.occurred_at},
     RunProgressReported: lambda env, e: {"counters": dict(e.counters)},
     RunMessageLogged: lambda env, e: {},  # read from the run's event history
+    RunChildSpawned: lambda env, e: {},  # the child's own row says whose child it is
     RunCrashed: _crash,
     RunRetryScheduled: _traced(lambda env, e: {
         "status": "delayed", "error": _plain(e.failure), "next_retry_at": e.next_retry_at}),
@@ -211,7 +217,8 @@ def _run_row(env: Envelope, event: RunTriggered) -> dict[str, Any]:
             "overrides": None if event.overrides is None else _plain(event.overrides),
             "execution_trace": None, "heartbeat_at": None, "counters": None,
             "outcome_code": None, "continuation_of": event.continuation_of,
-            "parent_run_id": event.parent_run_id, "lineage_depth": event.lineage_depth}
+            "parent_run_id": event.parent_run_id, "lineage_depth": event.lineage_depth,
+            "run_type": event.run_type, "child_counters": None}
 
 
 def _event_row(env: Envelope, event: Any) -> dict[str, Any]:
@@ -235,6 +242,9 @@ class _Fold:
         self.changed_jobs: dict[str, dict[str, Any]] = {}  # columns to update
         self.quotas: dict[str, dict[str, Any]] = {}  # the last quotas set, by project
         self.dead: list[dict[str, Any]] = []  # runs that entered the dead-letter list
+        self.progressed: set[str] = set()  # runs whose counters changed
+        # Dependency edges added (row) or removed (None), by (upstream, downstream).
+        self.edges: dict[tuple[str, str], dict[str, Any] | None] = {}
         self.replays: dict[str, str] = {}  # dead-lettered run id -> the run replaying it
 
     def add(self, decoded: DecodedEvent) -> None:
@@ -247,6 +257,12 @@ class _Fold:
             self.quotas[env.project_id] = {
                 "project_id": env.project_id, "max_queued_runs": event.max_queued_runs,
                 "max_runs_per_day": event.max_runs_per_day, "updated_at": env.occurred_at}
+        elif isinstance(event, JobDependentAdded | JobDependentRemoved):
+            edge = (env.job_id, event.downstream_job_id)
+            self.edges[edge] = None if isinstance(event, JobDependentRemoved) else {
+                "upstream_job_id": env.job_id, "downstream_job_id": event.downstream_job_id,
+                "project_id": env.project_id, "condition": event.condition,
+                "created_at": env.occurred_at}
         elif isinstance(event, JobCreated):
             self.jobs.append(row := _job_row(env, event))
             self.created_jobs[env.job_id] = row
@@ -264,6 +280,8 @@ class _Fold:
                 self.replays[event.continuation_of] = env.run_id
         else:
             changes = RUN_CHANGES[type(event)](env, event)
+            if isinstance(event, RunProgressReported) and env.run_id is not None:
+                self.progressed.add(env.run_id)
             if changes.get("status") in DEAD_STATUSES and env.run_id is not None:
                 self.dead.append({"run_id": env.run_id, "project_id": env.project_id,
                                   "job_id": env.job_id, "status": changes["status"],
@@ -302,6 +320,14 @@ class _Fold:
             conn.execute(insert(run_events), self.events)
         if self.dead:
             conn.execute(insert(dead_letters), self.dead)
+        for (upstream, downstream), edge in self.edges.items():
+            conn.execute(delete(job_dependencies).where(
+                (job_dependencies.c.upstream_job_id == upstream)
+                & (job_dependencies.c.downstream_job_id == downstream)))
+            if edge is not None:
+                conn.execute(insert(job_dependencies), [edge])
+        if self.progressed:
+            sum_into_parents(conn, self.progressed)
         for dead_id, replay_id in self.replays.items():
             conn.execute(update(dead_letters).where(dead_letters.c.run_id == dead_id)
                          .values(replayed_by=replay_id))

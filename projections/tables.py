@@ -109,7 +109,12 @@ runs = Table(
     Column("continuation_of", String(64)),
     Column("parent_run_id", String(64)),
     Column("lineage_depth", Integer),
+    Column("run_type", String(16)),
+    # The sum of the counters of the run's children (each its own plus its children's):
+    # a parent shows counters + child_counters.
+    Column("child_counters", JSON),
     Index("ix_runs_project_job_created", "project_id", "job_id", "created_at"),
+    Index("ix_runs_parent", "parent_run_id"),
     Index("ix_runs_project_status", "project_id", "status"),
 )
 
@@ -193,4 +198,16 @@ dead_letters = Table(
     Column("finished_at", DateTime(timezone=True), nullable=False),
     Column("replayed_by", String(64)),
     Index("ix_dead_letters_project_finished", "project_id", "finished_at", "run_id"),
+)
+
+# Which jobs run after which: the downstream job runs after each run of the upstream one
+# that ends as the condition says (job.dependent_added / removed, on the upstream job).
+job_dependencies = Table(
+    "job_dependencies", metadata,
+    Column("upstream_job_id", String(64), primary_key=True),
+    Column("downstream_job_id", String(64), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("condition", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_job_dependencies_downstream", "downstream_job_id"),
 )

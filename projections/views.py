@@ -62,6 +62,8 @@ class RunView(msgspec.Struct, frozen=True, kw_only=True):
     continuation_of: str | None = None
     parent_run_id: str | None = None
     lineage_depth: int | None = None
+    run_type: str | None = None
+    child_counters: dict[str, int] | None = None
     # Computed at read time for a queued run (services/domain/holds.py), not stored.
     waiting_reason: str | None = None
 

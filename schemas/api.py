@@ -402,8 +402,10 @@ class RunResponse(msgspec.Struct, kw_only=True):
                     "JOB_USER_CANCELED, JOB_SYSTEM_CANCELED, ZOMBIE_PROCESS")] = None
     counters: Annotated[dict[str, int], Meta(
         description="the record counters its endpoint reported (numSuccess, numError, "
-                    "numIgnore, numExport, numPagesGenerated, numPagesProcessed)")] = (
-        msgspec.field(default_factory=dict))
+                    "numIgnore, numExport, numPagesGenerated, numPagesProcessed), plus "
+                    "those of its children")] = msgspec.field(default_factory=dict)
+    type: Annotated[Literal["flow", "export", "import", "task"] | None, Meta(
+        description="seed 004's job type, for a run spawned as a child")] = None
     attempts: Annotated[list[AttemptRecord], Meta(
         description="every attempt so far with its outcome (on a run's read)")] = (
         msgspec.field(default_factory=list))
@@ -417,6 +419,28 @@ class RunMessage(msgspec.Struct, kw_only=True):
     toolId: int | None = None
     attempt: int
     created_at: datetime
+
+
+class DependencyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    depends_on: Annotated[str, Meta(min_length=1, max_length=64,
+                                    description="the upstream job, by id or slug")]
+    condition: Annotated[Literal["on_success", "on_failure", "on_completion"], Meta(
+        description="run after each upstream run that completed, failed (failed, "
+                    "timed_out, crashed), or either; a canceled or expired run triggers "
+                    "nothing")] = "on_success"
+
+
+class DependencyResponse(msgspec.Struct, kw_only=True):
+    job_id: str
+    depends_on: str
+    condition: str
+    created_at: datetime | None = None
+
+
+class DependencyPage(msgspec.Struct, kw_only=True):
+    data: list[DependencyResponse]
+    has_more: bool
+    next_cursor: str | None
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):

@@ -1,7 +1,7 @@
 """Bodies of the callbacks an endpoint makes about the attempt it works on, with the run
 token it received (``Authorization: Bearer rt_...``)."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -46,6 +46,26 @@ class FailRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     error: FailureText
     retryable: Annotated[bool, Meta(description="false: no further attempt, whatever "
                                                 "attempts are left")] = True
+
+
+class ChildRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A child run of another job of the project (seed 004's job tree)."""
+
+    job_id: Annotated[str, Meta(min_length=1, max_length=64,
+                                description="the child's job, by id or slug")]
+    payload: Annotated[Any, Meta(description="checked against the job's payload_schema")] = None
+    type: Literal["flow", "export", "import", "task"] = "task"
+
+
+class ChildAnswer(msgspec.Struct, kw_only=True):
+    id: str
+    job_id: str
+    parent_run_id: str
+    lineage_depth: int
+    type: str
+    status: Annotated[str, Meta(description="accepted: the parent recorded it; the run "
+                                            "appears at location once its job took it")]
+    location: str
 
 
 class CallbackAnswer(msgspec.Struct, kw_only=True):

@@ -20,6 +20,7 @@ from services.api.callbacks import CALLBACK_ROUTES
 from services.api.context import ApiContext, StillPending
 from services.api.contract import complete_openapi
 from services.api.dead_letters import list_dlq, replay_run
+from services.api.dependencies import DEPENDENCY_ROUTES
 from services.api.errors import EXCEPTION_HANDLERS, request_id_of
 from services.api.health import ReadinessCache, healthz, readyz
 from services.api.job_batch import clone_job, create_jobs
@@ -88,7 +89,7 @@ def create_app(settings: Settings) -> Litestar:
                         read_run, cancel_run, run_events, batch_enable, batch_disable,
                         delete_job, update_job, list_versions, read_version,
                         list_jobs_route, create_jobs, clone_job, run_messages,
-                        list_dlq, replay_run, *CALLBACK_ROUTES],
+                        list_dlq, replay_run, *CALLBACK_ROUTES, *DEPENDENCY_ROUTES],
         lifespan=[kafka_and_store],
         middleware=[auth_middleware()],
         before_send=[allow_every_method],

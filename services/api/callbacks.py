@@ -15,8 +15,12 @@ from litestar import Request, post
 from litestar.params import FromPath
 
 from events.types import AttemptFailure
+from projections.queries import find_job as find_job_view
+from projections.queries import get_run
 from schemas.callbacks import (
     CallbackAnswer,
+    ChildAnswer,
+    ChildRequest,
     CompleteRequest,
     FailRequest,
     HeartbeatRequest,
@@ -26,7 +30,9 @@ from schemas.callbacks import (
 from services.api.auth import run_caller
 from services.api.body import decode_body
 from services.api.context import ApiContext
-from services.api.ids import new_command_id
+from services.api.errors import invalid, not_found
+from services.api.ids import new_command_id, new_run_id
+from services.api.payload_schema import PayloadInvalid, validate_payload
 from services.domain.commands import (
     Command,
     LogRunMessage,
@@ -34,6 +40,7 @@ from services.domain.commands import (
     ReportAttemptFailed,
     ReportAttemptSucceeded,
     ReportProgress,
+    SpawnChild,
 )
 from services.runtoken import RunClaims
 
@@ -103,4 +110,31 @@ async def fail(request: Request[Any, Any, Any], run_id: FromPath[str]) -> Callba
     return await _send(request, claims, ReportAttemptFailed(**_common(claims), failure=failure))
 
 
-CALLBACK_ROUTES = [heartbeat, progress, log_message, complete, fail]
+@post("/v1/runs/{run_id:str}/children", status_code=201,
+      summary="Spawn a child run of another job (parent_run_id, lineage_depth, type)")
+async def spawn_child(request: Request[Any, Any, Any], run_id: FromPath[str]) -> ChildAnswer:
+    claims = run_caller(request, run_id)
+    data = await decode_body(request, ChildRequest)
+    ctx: ApiContext = request.app.state.ctx
+    job = await find_job_view(ctx.engine, claims.project_id, data.job_id)
+    if job is None:
+        raise not_found("job", data.job_id)
+    schema = job.spec.get("payload_schema")
+    if schema is not None:
+        try:
+            await validate_payload(schema, data.payload)
+        except PayloadInvalid as exc:
+            raise invalid(exc.path, f"does not match the job's payload_schema: "
+                                    f"{exc.reason}") from None
+    parent = await get_run(ctx.engine, claims.project_id, claims.run_id)
+    child_id = new_run_id()
+    await ctx.accepted(SpawnChild(**_common(claims), child_job_id=job.id, child_run_id=child_id,
+                                  run_type=data.type, payload=data.payload),
+                       location=f"/v1/runs/{child_id}")
+    depth = (parent.lineage_depth or 0) + 1 if parent is not None else 1
+    return ChildAnswer(id=child_id, job_id=job.id, parent_run_id=claims.run_id,
+                       lineage_depth=depth, type=data.type, status="accepted",
+                       location=f"/v1/runs/{child_id}")
+
+
+CALLBACK_ROUTES = [heartbeat, progress, log_message, complete, fail, spawn_child]

@@ -48,9 +48,19 @@ def response_of(view: RunView) -> RunResponse:
     fields.update(error=None if detail is None else detail.get("message"), error_detail=detail,
                   tags=fields["tags"] or {}, debug_mode=bool(fields["debug_mode"]),
                   job_version_id=version_id_for(view.job_id, view.job_version),
-                  code=fields.pop("outcome_code"), counters=fields["counters"] or {},
-                  lineage_depth=fields["lineage_depth"] or 0)
+                  code=fields.pop("outcome_code"),
+                  counters=_tree_counters(fields["counters"], fields.pop("child_counters")),
+                  lineage_depth=fields["lineage_depth"] or 0, type=fields.pop("run_type"))
     return msgspec.convert(fields, RunResponse, from_attributes=False)
+
+
+def _tree_counters(own: dict[str, int] | None,
+                   children: dict[str, int] | None) -> dict[str, int]:
+    """A run's counters: its own plus its children's (seed 004's flow totals)."""
+    total = dict(own or {})
+    for name, value in (children or {}).items():
+        total[name] = total.get(name, 0) + value
+    return total
 
 
 @get("/v1/runs/{run_id:str}", summary="Get a run, with its attempts")

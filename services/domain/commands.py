@@ -10,7 +10,14 @@ from typing import Any
 
 import msgspec
 
-from events.types import AttemptFailure, ExecutionTrace, JobSpec, RunOverrides
+from events.types import (
+    AttemptFailure,
+    DependencyCondition,
+    ExecutionTrace,
+    JobSpec,
+    RunOverrides,
+    RunType,
+)
 
 
 class _Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -50,6 +57,7 @@ class TriggerRun(_Command, frozen=True, kw_only=True, tag="run.trigger"):
     continuation_of: str | None = None
     parent_run_id: str | None = None
     lineage_depth: int = 0
+    run_type: RunType | None = None
 
 
 class DispatchRun(_Command, frozen=True, kw_only=True, tag="run.dispatch"):
@@ -109,6 +117,31 @@ class LogRunMessage(_Command, frozen=True, kw_only=True, tag="run.message"):
 class CancelRun(_Command, frozen=True, kw_only=True, tag="run.cancel"):
     run_id: str
     reason: str = "canceled by user"
+    # The system cancels it (its parent was canceled), not a caller.
+    by_system: bool = False
+
+
+class SpawnChild(_Command, frozen=True, kw_only=True, tag="run.spawn_child"):
+    """The endpoint working on attempt ``attempt`` of ``run_id`` starts a child run of
+    another job (the children callback)."""
+
+    run_id: str
+    attempt: int
+    child_job_id: str
+    child_run_id: str
+    run_type: RunType = "task"
+    payload: Any = None
+
+
+class AddDependent(_Command, frozen=True, kw_only=True, tag="job.add_dependent"):
+    """``downstream_job_id`` runs after this job's runs (sent to the upstream job)."""
+
+    downstream_job_id: str
+    condition: DependencyCondition
+
+
+class RemoveDependent(_Command, frozen=True, kw_only=True, tag="job.remove_dependent"):
+    downstream_job_id: str
 
 
 class FireDueTimers(_Command, frozen=True, kw_only=True, tag="timers.fire"):
@@ -179,6 +212,9 @@ Command = (
     | RecordHeartbeat
     | ReportProgress
     | LogRunMessage
+    | SpawnChild
+    | AddDependent
+    | RemoveDependent
     | CancelRun
     | FireDueTimers
     | EnableJob

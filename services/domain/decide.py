@@ -5,6 +5,7 @@ from datetime import datetime
 
 from events.types import ProjectQuotasSet
 from services.domain.commands import (
+    AddDependent,
     CancelRun,
     CancelWaitingRuns,
     Command,
@@ -17,11 +18,13 @@ from services.domain.commands import (
     FireDueTimers,
     LogRunMessage,
     RecordHeartbeat,
+    RemoveDependent,
     ReportAttemptAccepted,
     ReportAttemptFailed,
     ReportAttemptSucceeded,
     ReportProgress,
     SetProjectQuotas,
+    SpawnChild,
     TriggerRun,
     UpdateJob,
     WakeJob,
@@ -29,9 +32,11 @@ from services.domain.commands import (
 )
 from services.domain.operations.callbacks import decide_callback
 from services.domain.operations.cancel import decide_cancel
+from services.domain.operations.children import decide_spawn
 from services.domain.operations.create_job import decide_create_job
 from services.domain.operations.cron_tick import decide_cron_tick
 from services.domain.operations.delete_job import decide_delete
+from services.domain.operations.dependents import decide_dependents
 from services.domain.operations.dispatch import decide_dispatch
 from services.domain.operations.report import decide_report
 from services.domain.operations.timers import decide_fire_timers
@@ -45,7 +50,8 @@ from services.domain.state import Aggregate
 # cancel of one of them (they stay readable, and a running one may be stopped).
 AFTER_DELETE = (FireDueTimers, ReportAttemptSucceeded, ReportAttemptFailed,
                 ReportAttemptAccepted, RecordHeartbeat, ReportProgress, LogRunMessage,
-                DispatchRun, CancelWaitingRuns, CancelRun, WakeJob)
+                SpawnChild, DispatchRun, CancelWaitingRuns, CancelRun, WakeJob,
+                RemoveDependent)
 
 
 def decide(state: Aggregate, command: Command,
@@ -79,6 +85,8 @@ def decide(state: Aggregate, command: Command,
             return []  # handle() drains or starts the queued runs it loaded
         case FireCronTick():
             return decide_cron_tick(state, command, now)
+        case AddDependent() | RemoveDependent():
+            return decide_dependents(state, command)
     run = state.runs.get(command.run_id)
     if run is None:
         return Rejection("not_found", f"run {command.run_id} not found")
@@ -91,4 +99,6 @@ def decide(state: Aggregate, command: Command,
             return decide_report(state, run, command, now)
         case RecordHeartbeat() | ReportProgress() | LogRunMessage():
             return decide_callback(state, run, command, now)
+        case SpawnChild():
+            return decide_spawn(run, command)
     raise AssertionError(f"unhandled command {command!r}")

@@ -9,6 +9,8 @@ from events.types import (
     JobCreated,
     JobCronTicked,
     JobDeleted,
+    JobDependentAdded,
+    JobDependentRemoved,
     JobDisabled,
     JobDispatchHeld,
     JobEnabled,
@@ -18,6 +20,7 @@ from events.types import (
     RunAccepted,
     RunCanceled,
     RunCancelRequested,
+    RunChildSpawned,
     RunCompleted,
     RunCrashed,
     RunDispatched,
@@ -33,6 +36,7 @@ from events.types import (
 from services.domain.pacing import RateCounter, with_start
 from services.domain.state import (
     Aggregate,
+    ChildRef,
     CronSchedule,
     DedupRecord,
     JobState,
@@ -130,6 +134,12 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
     if isinstance(event, JobDispatchHeld):
         return replace(state, job=replace(job, held_until=event.until,
                                           held_reason=event.reason))
+    if isinstance(event, JobDependentAdded):
+        dependents = {**job.dependents, event.downstream_job_id: event.condition}
+        return replace(state, job=replace(job, dependents=dependents))
+    if isinstance(event, JobDependentRemoved):
+        dependents = {k: v for k, v in job.dependents.items() if k != event.downstream_job_id}
+        return replace(state, job=replace(job, dependents=dependents))
     if isinstance(event, JobCronTicked):
         return replace(state, job=replace(job, next_tick_at=event.next_tick_at,
                                           last_tick_at=event.tick_at))
@@ -158,6 +168,8 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
             run = replace(before, accepted=True, deadline_at=deadline, heartbeat_due_at=due)
         case RunHeartbeatRecorded(heartbeat_due_at=due):
             run = replace(before, heartbeat_due_at=due if before.accepted else None)
+        case RunChildSpawned(child_job_id=child_job, child_run_id=child_run):
+            run = replace(before, children=[*before.children, ChildRef(child_job, child_run)])
         case RunProgressReported() | RunMessageLogged():
             return replace(state, job=job)  # the read model keeps them; no decision does
         case RunCrashed():
@@ -198,7 +210,8 @@ def _triggered(state: Aggregate, job: JobState, run_id: str,
                    job_version=event.job_version,
                    pinned=None if job.spec is None else pin_of(job.spec),
                    concurrency_key=event.concurrency_key, expires_at=event.expires_at,
-                   overrides=event.overrides, debug_mode=event.debug_mode)
+                   overrides=event.overrides, debug_mode=event.debug_mode,
+                   lineage_depth=event.lineage_depth)
     if event.idempotency_key is not None and event.dedup_until is not None:
         record = DedupRecord(run_id=run_id, until=event.dedup_until)
         state = replace(state, dedup={**state.dedup, event.idempotency_key: record})

@@ -17,6 +17,7 @@ from services.domain.commands import (
 from services.domain.decide import decide
 from services.domain.evolve import evolve
 from services.domain.operations.delete_job import drain
+from services.domain.operations.followups import follow_ups
 from services.domain.operations.hold import Taken, key_held_until, rehold, start_room, take
 from services.domain.operations.reschedule import reschedule
 from services.domain.results import Duplicate, Rejection, RunEvent
@@ -30,6 +31,8 @@ class Decision(msgspec.Struct, frozen=True):
     events: list[RunEvent]
     state: Aggregate
     answer: Answer
+    # Commands for other streams (services.domain.operations.followups).
+    followups: list[Command] = msgspec.field(default_factory=list)
 
 
 def handle(state: Aggregate, command: Command) -> Decision:
@@ -79,7 +82,7 @@ def handle(state: Aggregate, command: Command) -> Decision:
 
     run_id = getattr(command, "run_id", None)
     answer = Answer(seq=state.job.seq, run_id=run_id, code=_note(state, command))
-    return Decision(events, state, answer)
+    return Decision(events, state, answer, follow_ups(state, command, events))
 
 
 def _note(state: Aggregate, command: Command) -> str | None:

@@ -46,6 +46,21 @@ class PinnedSettings(msgspec.Struct, frozen=True, kw_only=True, array_like=True)
     retry_delays_secs: list[int] = msgspec.field(default_factory=lambda: [5])
 
 
+# How many runs may stand before a run in its lineage (parents, dependencies, replays):
+# deeper is a loop nobody watches.
+MAX_LINEAGE_DEPTH = 100
+# Children one run may spawn, and jobs that may run after one job.
+MAX_CHILDREN = 1000
+MAX_DEPENDENTS = 100
+
+
+class ChildRef(msgspec.Struct, frozen=True, array_like=True):
+    """A child run a run spawned (on another job's stream): what its cancel reaches."""
+
+    job_id: str
+    run_id: str
+
+
 class RunState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What decisions about one run need to know; the read model holds the rest.
 
@@ -81,6 +96,8 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # and heartbeats by heartbeat_due_at when the job has a heartbeat timeout.
     accepted: bool = False
     heartbeat_due_at: datetime | None = None
+    lineage_depth: int = 0
+    children: list[ChildRef] = msgspec.field(default_factory=list)
 
 
 class KeyState(msgspec.Struct, frozen=True, kw_only=True):
@@ -167,6 +184,8 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     # Set by job.dispatch_held: no queued run starts before then, and why.
     held_until: datetime | None = None
     held_reason: str | None = None
+    # Jobs that run after this job's runs end: downstream job id -> condition.
+    dependents: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 def is_enabled(job: JobState) -> bool:

@@ -40,6 +40,7 @@ from services.domain import (
     RunStatus,
     decode_command,
     dispatch_order,
+    encode_command,
     handle,
     lane_of,
 )
@@ -96,9 +97,9 @@ class StateStore(Protocol):
 
 class Sink(Protocol):
     async def append(self, events: Sequence[Record], orders: Sequence[Record],
-                     letters: Sequence[bytes]) -> None:
-        """Write records to the events, dispatch and dead-letter topics; return once the
-        broker has acknowledged all of them."""
+                     letters: Sequence[bytes], commands: Sequence[Record] = ()) -> None:
+        """Write records to the events, dispatch, dead-letter and commands topics; return
+        once the broker has acknowledged all of them."""
 
     def answer(self, key: str, value: bytes) -> None:
         """Send a command's outcome; fire and forget (the caller may time out and retry)."""
@@ -151,6 +152,8 @@ class Handled(msgspec.Struct):
     orders: list[Record] = msgspec.field(default_factory=list)
     letters: list[DeadLetter] = msgspec.field(default_factory=list)
     outcome: Record | None = None
+    # Commands for other streams (follow-ups), keyed by their job id.
+    commands: list[Record] = msgspec.field(default_factory=list)
 
 
 class LogRefused(Exception):
@@ -375,7 +378,8 @@ def _decide(record: CommandRecord, staged: _Staged) -> Handled:
         if command.awaits_outcome:
             writes.answers.append((command.command_id, encode_state(decision.answer)))
             outcome = _outcome(command, decision.answer)
-        handled = Handled(writes, events, orders, outcome=outcome)
+        followups = [(c.job_id, encode_command(c)) for c in decision.followups]
+        handled = Handled(writes, events, orders, outcome=outcome, commands=followups)
     except Exception as exc:  # poison: this command alone is refused
         letter = dead_letter("processor", exc, "rejected as unprocessable",
                              key=command.job_id, value=record.value, topic=record.topic,
@@ -408,12 +412,13 @@ async def _append(sink: Sink, batch: Sequence[Handled]) -> None:
     events = [r for h in batch for r in h.events]
     orders = [r for h in batch for r in h.orders]
     letters = [encode_dead_letter(letter) for h in batch for letter in h.letters]
-    if not (events or orders or letters):
+    commands = [r for h in batch for r in h.commands]
+    if not (events or orders or letters or commands):
         return
     delay = RETRY_FIRST_SECS
     while True:
         try:
-            await sink.append(events, orders, letters)
+            await sink.append(events, orders, letters, commands)
             return
         except Exception as exc:
             if not _transient(exc):

@@ -35,11 +35,13 @@ class ProducerSink:
         return await self.app.producer.send(topic, key, value, partition, None, None)
 
     async def append(self, events: Sequence[tuple[str, bytes]],
-                     orders: Sequence[tuple[str, bytes]], letters: Sequence[bytes]) -> None:
+                     orders: Sequence[tuple[str, bytes]], letters: Sequence[bytes],
+                     commands: Sequence[tuple[str, bytes]] = ()) -> None:
         send, topics = self.send, self.topics
         deliveries = [await send(topics.events, k.encode(), v, None) for k, v in events]
         deliveries += [await send(topics.dispatch, k.encode(), v, None) for k, v in orders]
         deliveries += [await send(topics.deadletter, None, v, None) for v in letters]
+        deliveries += [await send(topics.commands, k.encode(), v, None) for k, v in commands]
         await asyncio.gather(*deliveries)
 
     def answer(self, key: str, value: bytes) -> None:

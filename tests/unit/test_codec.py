@@ -50,6 +50,10 @@ SAMPLES: dict[str, dict[str, object]] = {
     "run.crashed": {"attempt": 2, "heartbeat_due_at": NOW},
     "run.progress_reported": {"attempt": 1, "counters": {"numSuccess": 3}},
     "run.message_logged": {"attempt": 1, "status": 1, "text": "hi", "tool_id": 7},
+    "run.child_spawned": {"attempt": 1, "child_job_id": "job_c", "child_run_id": "run_c",
+                          "run_type": "export", "payload": {"page": 1}},
+    "job.dependent_added": {"downstream_job_id": "job_b", "condition": "on_failure"},
+    "job.dependent_removed": {"downstream_job_id": "job_b", "by": "p:admin"},
 }
 
 

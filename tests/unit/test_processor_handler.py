@@ -124,11 +124,13 @@ class MemorySink:
         self.orders: list[bytes] = []
         self.letters: list[bytes] = []
         self.outcomes: list[bytes] = []
+        self.commands: list[bytes] = []
         self.failures = list(failures)
         self.refuse = refuse  # the broker refuses any event holding these bytes
 
     async def append(self, events: Sequence[tuple[str, bytes]],
-                     orders: Sequence[tuple[str, bytes]], letters: Sequence[bytes]) -> None:
+                     orders: Sequence[tuple[str, bytes]], letters: Sequence[bytes],
+                     commands: Sequence[tuple[str, bytes]] = ()) -> None:
         if self.failures:
             raise self.failures.pop(0)
         if self.refuse and any(self.refuse in v for _, v in events):
@@ -136,6 +138,7 @@ class MemorySink:
         self.events += [v for _, v in events]
         self.orders += [v for _, v in orders]
         self.letters += list(letters)
+        self.commands += [v for _, v in commands]
 
     def answer(self, key: str, value: bytes) -> None:
         self.outcomes.append(value)

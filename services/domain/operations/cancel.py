@@ -7,7 +7,7 @@ the run ends ``canceled`` when either reports, or at the cancel deadline at the 
 
 from datetime import datetime, timedelta
 
-from events.types import RunCanceled, RunCancelRequested
+from events.types import CancelCode, RunCanceled, RunCancelRequested
 from services.domain.commands import CancelRun
 from services.domain.results import Rejection, RunEvent
 from services.domain.state import RunState, RunStatus
@@ -20,8 +20,10 @@ def decide_cancel(run: RunState, command: CancelRun,
                   now: datetime) -> list[RunEvent] | Rejection:
     match run.status:
         case RunStatus.QUEUED | RunStatus.DELAYED:
-            return [(run.run_id, RunCanceled(reason=command.reason,
-                                             code="JOB_USER_CANCELED"))]
+            code: CancelCode = ("JOB_SYSTEM_CANCELED" if command.by_system
+                                else "JOB_USER_CANCELED")
+            return [(run.run_id, RunCanceled(reason=command.reason, by_system=command.by_system,
+                                             code=code))]
         case RunStatus.RUNNING:
             deadline = now + timedelta(seconds=CANCEL_GRACE_SECS)
             if run.deadline_at is not None:

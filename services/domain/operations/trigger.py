@@ -57,6 +57,7 @@ def decide_trigger(state: Aggregate, command: TriggerRun) -> list[RunEvent] | Re
                 continuation_of=command.continuation_of,
                 parent_run_id=command.parent_run_id,
                 lineage_depth=command.lineage_depth,
+                run_type=command.run_type,
             ),
         )
     ]
