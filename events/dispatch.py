@@ -24,8 +24,13 @@ class DispatchOrder(msgspec.Struct, frozen=True, kw_only=True):
     dispatched_at: datetime | None = None
     # "attempt": call the endpoint with the payload. "cancel": the attempt was asked to
     # stop; the executor stops waiting for it and POSTs a cancel notice to the endpoint.
-    kind: Literal["attempt", "cancel"] = "attempt"
+    # "webhook": deliver ``payload`` to ``endpoint_url`` (the job's webhook_url), signed
+    # with the sealed secret, as message ``message_id``.
+    kind: Literal["attempt", "cancel", "webhook"] = "attempt"
     reason: str | None = None
+    message_id: str | None = None
+    event_type: str | None = None
+    secret_sealed: str | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -36,6 +41,8 @@ class DispatchOrder(msgspec.Struct, frozen=True, kw_only=True):
     def work_key(self) -> str:
         """What the executor carries out once: the attempt, or its cancel notice."""
         key = self.idempotency_key
+        if self.kind == "webhook":
+            return f"webhook:{self.message_id}"
         return key if self.kind == "attempt" else f"{key}:{self.kind}"
 
 

@@ -65,7 +65,8 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     change it, and ``JobCreated.enabled`` says how a job starts); the field stays so the
     ``job.created`` events written before still read, and new specs mirror the job's state
     when the version was made. The webhook secret is never on the log in clear: only its
-    SHA-256 fingerprint is (``webhook_secret_sha256``).
+    SHA-256 fingerprint (``webhook_secret_sha256``) and the secret sealed under the
+    service's key (``webhook_secret_sealed``) are.
     """
 
     name: str
@@ -96,6 +97,8 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_keys: list[RateLimitKey] = msgspec.field(default_factory=list)
     webhook_url: str | None = None
     webhook_secret_sha256: str | None = None
+    # The secret sealed (AES-GCM, services.webhook_secrets) for the executor to sign with.
+    webhook_secret_sealed: str | None = None
     version_policy: Literal["pin", "latest"] = "pin"
     backwards_compatible: bool = True
     # A trigger with an idempotency_key already used by a run triggered within this many
@@ -416,6 +419,31 @@ class JobDependentRemoved(_Body, frozen=True, kw_only=True):
     by: str | None = None
 
 
+class RunWebhookAttempted(_Body, frozen=True, kw_only=True):
+    """One delivery attempt of the run's webhook (for its terminal event): signed per
+    Standard Webhooks with ``message_id`` as webhook-id, the same on every try."""
+
+    TYPE = "run.webhook_attempted"
+    message_id: str
+    event_type: str
+    delivery_attempt: int
+    delivered: bool
+    # No further try follows (delivered, refused for good, or the tries ran out).
+    final: bool
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: float | None = None
+
+
+class JobWebhookDisabled(_Body, frozen=True, kw_only=True):
+    """The webhook answered 410 Gone: no more deliveries to ``url`` until the job's
+    webhook_url or webhook_secret is changed."""
+
+    TYPE = "job.webhook_disabled"
+    url: str
+    reason: str
+
+
 class ProjectQuotasSet(_Body, frozen=True, kw_only=True):
     """An admin set the project's quotas (null: no limit). Recorded on the project's own
     stream (job id ``project:<project id>``), which holds nothing else."""
@@ -453,6 +481,8 @@ Event = (
     | RunChildSpawned
     | JobDependentAdded
     | JobDependentRemoved
+    | RunWebhookAttempted
+    | JobWebhookDisabled
 )
 
 EVENT_TYPES: dict[str, type[_Body]] = {
@@ -484,5 +514,7 @@ EVENT_TYPES: dict[str, type[_Body]] = {
         RunChildSpawned,
         JobDependentAdded,
         JobDependentRemoved,
+        RunWebhookAttempted,
+        JobWebhookDisabled,
     )
 }

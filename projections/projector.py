@@ -37,6 +37,7 @@ from events.types import (
     JobEnabled,
     JobScheduleSet,
     JobUpdated,
+    JobWebhookDisabled,
     ProjectQuotasSet,
     RunAccepted,
     RunCanceled,
@@ -53,6 +54,7 @@ from events.types import (
     RunRequeued,
     RunRetryScheduled,
     RunTriggered,
+    RunWebhookAttempted,
 )
 from events.versions import version_id_for
 from projections.counters import sum_into_parents
@@ -140,6 +142,7 @@ RUN_CHANGES: dict[type, Changes] = {
     RunProgressReported: lambda env, e: {"counters": dict(e.counters)},
     RunMessageLogged: lambda env, e: {},  # read from the run's event history
     RunChildSpawned: lambda env, e: {},  # the child's own row says whose child it is
+    RunWebhookAttempted: lambda env, e: {},  # read from the run's event history
     RunCrashed: _crash,
     RunRetryScheduled: _traced(lambda env, e: {
         "status": "delayed", "error": _plain(e.failure), "next_retry_at": e.next_retry_at}),
@@ -164,7 +167,7 @@ def _job_row(env: Envelope, event: JobCreated) -> dict[str, Any]:
             "last_seq": env.seq, "group_id": spec.group_id,
             "environment_id": spec.environment_id, "version_id": event.version_id,
             "updated_by": spec.created_by, "deleted_at": None, "next_tick_at": None,
-            "held_until": None, "held_reason": None}
+            "held_until": None, "held_reason": None, "webhook_disabled_at": None}
 
 
 def _edited(changes: Changes) -> Changes:
@@ -172,6 +175,10 @@ def _edited(changes: Changes) -> Changes:
     last_seq (a schedule moving on by itself does not)."""
     return lambda env, e: {**changes(env, e), "updated_at": env.occurred_at,
                            "last_seq": env.seq}
+
+
+# A job update that changes one of these starts webhook deliveries again.
+_WEBHOOK_FIELDS = frozenset({"webhook_url", "webhook_secret_sha256"})
 
 
 # What each later job event changes in its job's row.
@@ -185,7 +192,10 @@ JOB_CHANGES: dict[type, Changes] = {
     JobUpdated: _edited(lambda env, e: {
         "spec": _plain(e.spec), "name": e.spec.name, "version": e.version,
         "version_id": e.version_id, "group_id": e.spec.group_id,
-        "environment_id": e.spec.environment_id, "updated_by": e.updated_by}),
+        "environment_id": e.spec.environment_id, "updated_by": e.updated_by,
+        **({"webhook_disabled_at": None} if _WEBHOOK_FIELDS & set(e.changed_fields)
+           else {})}),
+    JobWebhookDisabled: lambda env, e: {"webhook_disabled_at": env.occurred_at},
 }
 
 

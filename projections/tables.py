@@ -39,6 +39,8 @@ jobs = Table(
     # From job.dispatch_held: the job's queued runs wait for a start gate until then.
     Column("held_until", DateTime(timezone=True)),
     Column("held_reason", String(32)),
+    # From job.webhook_disabled (a 410 Gone); cleared by a new webhook_url or secret.
+    Column("webhook_disabled_at", DateTime(timezone=True)),
     Index("ix_jobs_project_slug", "project_id", "slug", unique=True),
     Index("ix_jobs_project_created", "project_id", "created_at", "id"),
 )

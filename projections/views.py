@@ -23,6 +23,7 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     updated_by: str | None = None
     deleted_at: datetime | None = None
     next_tick_at: datetime | None = None
+    webhook_disabled_at: datetime | None = None
 
 
 class RunView(msgspec.Struct, frozen=True, kw_only=True):

@@ -132,8 +132,12 @@ class JobResponse(msgspec.Struct, kw_only=True):
     retry_jitter: bool = False
     heartbeat_timeout_secs: int | None = None
     webhook_url: str | None
-    # Never the secret itself: "********" when one is set.
+    # Never the secret itself: "********" when one is set (the answer that generated it
+    # shows it, that once).
     webhook_secret: str | None
+    webhook_disabled: Annotated[bool, Meta(
+        description="the webhook answered 410 Gone: nothing more is delivered until "
+                    "webhook_url or webhook_secret changes")] = False
     version_id: str
     version_policy: str
     backwards_compatible: bool
@@ -325,6 +329,20 @@ class ExecutionTrace(msgspec.Struct, kw_only=True):
     dispatch_ms: float | None = None
 
 
+class WebhookDelivery(msgspec.Struct, kw_only=True):
+    """One try to deliver the run's webhook (Standard Webhooks, webhook-id message_id)."""
+
+    message_id: str
+    event_type: str
+    delivery_attempt: int
+    delivered: bool
+    final: bool
+    at: datetime
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: float | None = None
+
+
 class AttemptRecord(msgspec.Struct, kw_only=True):
     """One attempt of a run, from its event history."""
 
@@ -408,6 +426,9 @@ class RunResponse(msgspec.Struct, kw_only=True):
         description="seed 004's job type, for a run spawned as a child")] = None
     attempts: Annotated[list[AttemptRecord], Meta(
         description="every attempt so far with its outcome (on a run's read)")] = (
+        msgspec.field(default_factory=list))
+    webhook_deliveries: Annotated[list[WebhookDelivery], Meta(
+        description="every try to deliver the run's webhook (on a run's read)")] = (
         msgspec.field(default_factory=list))
 
 

@@ -89,5 +89,6 @@ DedupWindowSecs = Annotated[int, Meta(ge=1, le=2_592_000, description="seconds (
 Priority = Annotated[int, Meta(ge=-100, le=100)]
 RateMax = Annotated[int, Meta(ge=1, le=100_000)]
 RateWindowSecs = Annotated[int, Meta(ge=1, le=86_400)]
-Secret = Annotated[str, line(256, "write-only: answered masked, kept only as a SHA-256 "
+Secret = Annotated[str, line(256, "write-only, in the whsec_<base64 key> form of Standard "
+                                  "Webhooks: answered masked, kept only sealed and as a SHA-256 "
                                   "fingerprint", 1)]

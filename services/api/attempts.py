@@ -4,7 +4,7 @@ nothing is kept twice)."""
 from typing import Any
 
 from projections.views import RunEventView
-from schemas.api import AttemptRecord, ExecutionTrace, RunError
+from schemas.api import AttemptRecord, ExecutionTrace, RunError, WebhookDelivery
 
 # How each event that ends (or hands over) an attempt sets its outcome.
 _ENDS = {"run.completed": "completed", "run.retry_scheduled": "retry_scheduled",
@@ -43,3 +43,9 @@ def messages_of(events: list[RunEventView]) -> list[dict[str, Any]]:
     return [{"status": e.data["status"], "text": e.data["text"], "toolId": e.data.get("tool_id"),
              "attempt": e.data["attempt"], "created_at": e.occurred_at}
             for e in events if e.type == "run.message_logged"]
+
+
+def deliveries_of(events: list[RunEventView]) -> list[WebhookDelivery]:
+    return [WebhookDelivery(**{k: v for k, v in e.data.items()
+                               if k in WebhookDelivery.__struct_fields__}, at=e.occurred_at)
+            for e in events if e.type == "run.webhook_attempted"]

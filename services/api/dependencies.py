@@ -6,11 +6,11 @@ the API refuses an edge that would close a cycle, walking the graph in the read 
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Request, Response, delete, get, post
 from litestar.params import FromPath, QueryParameter
 
 from projections.dependencies import path_between, upstreams_of
+from projections.queries import find_job as find_job_view
 from schemas.api import DependencyPage, DependencyRequest, DependencyResponse
 from services.api.auth import caller_of
 from services.api.body import decode_body
@@ -19,6 +19,8 @@ from services.api.errors import invalid
 from services.api.ids import new_command_id
 from services.api.jobs import find_job
 from services.domain.commands import AddDependent, RemoveDependent
+
+NO_SUCH_JOB = "no job of this project has this id or slug"
 
 
 @post("/v1/jobs/{job_id:str}/dependencies", status_code=201,
@@ -29,7 +31,10 @@ async def add_dependency(request: Request[Any, Any, Any],
     data = await decode_body(request, DependencyRequest)
     ctx: ApiContext = request.app.state.ctx
     downstream = await find_job(ctx, key, job_id, fresh=True)
-    upstream = await find_job(ctx, key, data.depends_on, fresh=True)
+    upstream = await find_job_view(ctx.engine, key.project_id, data.depends_on)
+    if upstream is None:
+        # The body names it: a reference that does not hold, not a missing resource.
+        raise invalid("depends_on", NO_SUCH_JOB)
     if upstream.id == downstream.id:
         raise invalid("depends_on", "a job cannot depend on itself")
     cycle = await path_between(ctx.engine, key.project_id, downstream.id, upstream.id)
@@ -76,18 +81,12 @@ async def remove_dependency(request: Request[Any, Any, Any], job_id: FromPath[st
     await _remove(request, job_id, depends_on)
 
 
-class _RemoveBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    depends_on: str
-
-
 @delete("/v1/jobs/{job_id:str}/dependencies", status_code=204,
-        summary="Remove a dependency named by ?depends_on= (or a JSON body)")
+        summary="Remove the dependency named by ?depends_on=")
 async def remove_dependency_by_query(
     request: Request[Any, Any, Any], job_id: FromPath[str],
-    depends_on: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    depends_on: Annotated[str, QueryParameter(min_length=1, max_length=64)],
 ) -> None:
-    if depends_on is None:
-        depends_on = (await decode_body(request, _RemoveBody)).depends_on
     await _remove(request, job_id, depends_on)
 
 

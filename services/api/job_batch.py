@@ -9,10 +9,10 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 from litestar import Request, post
 from litestar.params import FromPath
 
+from projections.views import JobView
 from schemas.api import (
     BatchCreateItem,
     CloneJobRequest,
@@ -26,7 +26,8 @@ from services.api.context import ApiContext
 from services.api.errors import ApiError, invalid
 from services.api.ids import job_id_for, new_command_id
 from services.api.job_rules import check_job
-from services.api.jobs import find_job, job_response, spec_of
+from services.api.jobs import find_job, job_response, shown_once, spec_of
+from services.api.webhook_fields import kept_secret, secret_fields
 from services.config import ApiKey
 from services.domain import CreateJob
 
@@ -35,16 +36,19 @@ CREATES_AT_ONCE = 20
 
 
 async def _create(ctx: ApiContext, key: ApiKey, data: CreateJobRequest,
-                  webhook_secret_sha256: str | None = None) -> JobResponse:
+                  source: JobView | None = None) -> JobResponse:
     await check_job(data, ctx.settings)
-    spec = spec_of(data, key.project_id + ":" + key.role)
-    if webhook_secret_sha256 is not None:  # a clone keeps the source's secret
-        spec = msgspec.structs.replace(spec, webhook_secret_sha256=webhook_secret_sha256)
     job_id = job_id_for(key.project_id, data.slug)
+    # A clone keeps the source's secret (sealed anew: a seal is bound to its job).
+    kept = None if source is None else kept_secret(ctx.token_secret, source.spec, source.id,
+                                                    job_id)
+    secret = secret_fields(ctx.token_secret, job_id, given=data.webhook_secret,
+                           webhook_url=data.webhook_url, kept=kept)
+    spec = spec_of(data, key.project_id + ":" + key.role, secret)
     await ctx.execute(CreateJob(command_id=new_command_id(), project_id=key.project_id,
                                 job_id=job_id, issued_at=datetime.now(UTC), spec=spec),
                       location=f"/v1/jobs/{job_id}", resource_id=job_id)
-    return job_response(await find_job(ctx, key, job_id, fresh=True))
+    return shown_once(job_response(await find_job(ctx, key, job_id, fresh=True)), secret)
 
 
 def _refused(index: int, exc: ApiError) -> BatchCreateItem:
@@ -88,8 +92,7 @@ async def clone_job(request: Request[Any, Any, Any], id_or_slug: FromPath[str]) 
     copied = {k: v for k, v in source.spec.items() if k in fields}
     copied.update(slug=data.slug, name=data.name or source.spec["name"],
                   enabled=source.enabled)
-    return await _create(ctx, key, decode_as(copied, CreateJobRequest),
-                         source.spec.get("webhook_secret_sha256"))
+    return await _create(ctx, key, decode_as(copied, CreateJobRequest), source)
 
 
 __all__ = ["clone_job", "create_jobs"]

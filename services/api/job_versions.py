@@ -24,11 +24,12 @@ from services.api.context import ApiContext
 from services.api.errors import invalid, not_found
 from services.api.ids import new_command_id
 from services.api.job_rules import check_job
-from services.api.jobs import SECRET_MASK, find_job, job_response, spec_of
+from services.api.jobs import SECRET_MASK, find_job, job_response, shown_once, spec_of
+from services.api.webhook_fields import kept_secret, secret_fields
 from services.domain import UpdateJob
 
 # What a stored spec holds that a create body does not take.
-_NOT_IN_BODY = {"enabled", "created_by", "webhook_secret_sha256"}
+_NOT_IN_BODY = {"enabled", "created_by", "webhook_secret_sha256", "webhook_secret_sealed"}
 
 
 @patch("/v1/jobs/{job_id:str}", summary="Update a job (makes a new version)")
@@ -48,16 +49,21 @@ async def update_job(request: Request[Any, Any, Any], job_id: FromPath[str]) -> 
     current = {k: v for k, v in job.spec.items() if k in fields and k not in _NOT_IN_BODY}
     merged = decode_as({**current, **msgspec.to_builtins(given)}, CreateJobRequest)
     await check_job(merged, ctx.settings)
-    spec = spec_of(merged, job.spec.get("created_by") or "")
+    kept = kept_secret(ctx.token_secret, job.spec, job.id, job.id)
+    secret = secret_fields(ctx.token_secret, job.id, given=merged.webhook_secret,
+                           webhook_url=merged.webhook_url, kept=kept)
+    spec = spec_of(merged, job.spec.get("created_by") or "", secret)
     changes = {name: msgspec.to_builtins(getattr(spec, name))
                for name in given if name != "webhook_secret"}
-    if "webhook_secret" in given:
+    before = (None, None) if kept is None else (kept.sealed, kept.sha256)
+    if (secret.sealed, secret.sha256) != before:
         changes["webhook_secret_sha256"] = spec.webhook_secret_sha256
+        changes["webhook_secret_sealed"] = spec.webhook_secret_sealed
     await ctx.execute(UpdateJob(command_id=new_command_id(), project_id=key.project_id,
                                 job_id=job.id, issued_at=datetime.now(UTC),
                                 actor=key.project_id + ":" + key.role, changes=changes),
                       location=f"/v1/jobs/{job.id}", resource_id=job.id)
-    return job_response(await find_job(ctx, key, job.id, fresh=True))
+    return shown_once(job_response(await find_job(ctx, key, job.id, fresh=True)), secret)
 
 
 def version_response(view: JobVersionView) -> JobVersionResponse:

@@ -1,6 +1,5 @@
 """Job routes: create, read, trigger."""
 
-import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +20,7 @@ from services.api.job_rules import check_job
 from services.api.quotas import quota_error
 from services.api.runs import run_response
 from services.api.triggers import trigger_command
+from services.api.webhook_fields import SecretFields, secret_fields, with_secret
 from services.config import ApiKey
 from services.domain import CreateJob, TriggerRun
 from services.domain.versions import version_id_for
@@ -37,20 +37,20 @@ def job_response(view: JobView) -> JobResponse:
               "updated_by": view.updated_by or view.spec.get("created_by"),
               "webhook_secret": SECRET_MASK if view.spec.get("webhook_secret_sha256")
               else None,
-              "next_tick_at": view.next_tick_at}
+              "next_tick_at": view.next_tick_at,
+              "webhook_disabled": view.webhook_disabled_at is not None}
     return msgspec.convert(fields, JobResponse, from_attributes=False)
 
 
-def spec_of(data: CreateJobRequest, created_by: str) -> JobSpec:
+def spec_of(data: CreateJobRequest, created_by: str, secret: SecretFields) -> JobSpec:
     """The definition to record: the request less what is not part of it (the project
-    comes from the key), the webhook secret as its fingerprint only."""
+    comes from the key), the webhook secret sealed and fingerprinted only."""
     fields = msgspec.structs.asdict(data)
     del fields["project_id"]
-    secret = fields.pop("webhook_secret")
+    del fields["webhook_secret"]
     fields["rate_limit_keys"] = [RateLimitKey(**msgspec.structs.asdict(k))
                                  for k in data.rate_limit_keys]
-    fingerprint = None if secret is None else hashlib.sha256(secret.encode()).hexdigest()
-    return JobSpec(**fields, webhook_secret_sha256=fingerprint, created_by=created_by)
+    return with_secret(JobSpec(**fields, created_by=created_by), secret)
 
 
 @post("/v1/jobs", status_code=201, summary="Create a job")
@@ -59,13 +59,22 @@ async def create_job(request: Request[Any, Any, Any]) -> JobResponse:
     data = await decode_body(request, CreateJobRequest)
     ctx: ApiContext = request.app.state.ctx
     await check_job(data, ctx.settings)
-    spec = spec_of(data, key.project_id + ":" + key.role)
     job_id = job_id_for(key.project_id, data.slug)
+    secret = secret_fields(ctx.token_secret, job_id, given=data.webhook_secret,
+                           webhook_url=data.webhook_url)
+    spec = spec_of(data, key.project_id + ":" + key.role, secret)
     await ctx.execute(CreateJob(command_id=new_command_id(), project_id=key.project_id,
                                 job_id=job_id, issued_at=datetime.now(UTC), spec=spec),
                       location=f"/v1/jobs/{job_id}", resource_id=job_id,
                       respond_async=prefers_async(request))
-    return job_response(await find_job(ctx, key, job_id, fresh=True))
+    return shown_once(job_response(await find_job(ctx, key, job_id, fresh=True)), secret)
+
+
+def shown_once(job: JobResponse, secret: SecretFields) -> JobResponse:
+    """The answer that made a webhook secret shows it, this once; every read masks it."""
+    if secret.shown is not None:
+        job.webhook_secret = secret.shown
+    return job
 
 
 @get("/v1/jobs/{job_id:str}", summary="Get a job by id or slug")

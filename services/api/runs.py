@@ -10,7 +10,7 @@ from litestar.params import FromPath
 from projections.queries import get_run, list_run_events
 from projections.views import RunView
 from schemas.api import CancelRunRequest, RunEventResponse, RunMessage, RunResponse
-from services.api.attempts import attempts_of, messages_of
+from services.api.attempts import attempts_of, deliveries_of, messages_of
 from services.api.auth import caller_of
 from services.api.body import decode_body
 from services.api.context import ApiContext
@@ -68,8 +68,10 @@ async def read_run(request: Request[Any, Any, Any], run_id: FromPath[str]) -> Ru
     ctx: ApiContext = request.app.state.ctx
     key = caller_of(request)
     run = await run_response(ctx, key, run_id)
-    if run.attempt:
-        run.attempts = attempts_of(await list_run_events(ctx.engine, key.project_id, run_id))
+    if run.attempt or run.finished_at is not None:
+        events = await list_run_events(ctx.engine, key.project_id, run_id)
+        run.attempts = attempts_of(events)
+        run.webhook_deliveries = deliveries_of(events)
     return run
 
 

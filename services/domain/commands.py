@@ -133,6 +133,27 @@ class SpawnChild(_Command, frozen=True, kw_only=True, tag="run.spawn_child"):
     payload: Any = None
 
 
+class RecordWebhookDelivery(_Command, frozen=True, kw_only=True, tag="webhook.record"):
+    """The executor tried to deliver a run's webhook (once per try); taken for any run."""
+
+    run_id: str
+    message_id: str
+    event_type: str
+    delivery_attempt: int
+    delivered: bool
+    final: bool
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: float | None = None
+
+
+class DisableWebhook(_Command, frozen=True, kw_only=True, tag="webhook.disable"):
+    """The webhook at ``url`` answered 410 Gone."""
+
+    url: str
+    reason: str
+
+
 class AddDependent(_Command, frozen=True, kw_only=True, tag="job.add_dependent"):
     """``downstream_job_id`` runs after this job's runs (sent to the upstream job)."""
 
@@ -213,6 +234,8 @@ Command = (
     | ReportProgress
     | LogRunMessage
     | SpawnChild
+    | RecordWebhookDelivery
+    | DisableWebhook
     | AddDependent
     | RemoveDependent
     | CancelRun

@@ -12,12 +12,14 @@ from services.domain.commands import (
     CreateJob,
     DeleteJob,
     DisableJob,
+    DisableWebhook,
     DispatchRun,
     EnableJob,
     FireCronTick,
     FireDueTimers,
     LogRunMessage,
     RecordHeartbeat,
+    RecordWebhookDelivery,
     RemoveDependent,
     ReportAttemptAccepted,
     ReportAttemptFailed,
@@ -43,6 +45,7 @@ from services.domain.operations.timers import decide_fire_timers
 from services.domain.operations.toggle import decide_toggle
 from services.domain.operations.trigger import decide_trigger
 from services.domain.operations.update_job import decide_update
+from services.domain.operations.webhooks import decide_delivery, decide_disable
 from services.domain.results import Duplicate, Rejection, RunEvent
 from services.domain.state import Aggregate
 
@@ -51,7 +54,7 @@ from services.domain.state import Aggregate
 AFTER_DELETE = (FireDueTimers, ReportAttemptSucceeded, ReportAttemptFailed,
                 ReportAttemptAccepted, RecordHeartbeat, ReportProgress, LogRunMessage,
                 SpawnChild, DispatchRun, CancelWaitingRuns, CancelRun, WakeJob,
-                RemoveDependent)
+                RemoveDependent, RecordWebhookDelivery, DisableWebhook)
 
 
 def decide(state: Aggregate, command: Command,
@@ -87,6 +90,8 @@ def decide(state: Aggregate, command: Command,
             return decide_cron_tick(state, command, now)
         case AddDependent() | RemoveDependent():
             return decide_dependents(state, command)
+        case DisableWebhook():
+            return decide_disable(state, command)
     run = state.runs.get(command.run_id)
     if run is None:
         return Rejection("not_found", f"run {command.run_id} not found")
@@ -101,4 +106,6 @@ def decide(state: Aggregate, command: Command,
             return decide_callback(state, run, command, now)
         case SpawnChild():
             return decide_spawn(run, command)
+        case RecordWebhookDelivery():
+            return decide_delivery(run, command)
     raise AssertionError(f"unhandled command {command!r}")

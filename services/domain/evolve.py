@@ -16,6 +16,7 @@ from events.types import (
     JobEnabled,
     JobScheduleSet,
     JobUpdated,
+    JobWebhookDisabled,
     ProjectQuotasSet,
     RunAccepted,
     RunCanceled,
@@ -32,6 +33,7 @@ from events.types import (
     RunRequeued,
     RunRetryScheduled,
     RunTriggered,
+    RunWebhookAttempted,
 )
 from services.domain.pacing import RateCounter, with_start
 from services.domain.state import (
@@ -117,8 +119,14 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
         floor = job.compat_floor
         if not event.backwards_compatible and "payload_schema" in event.changed_fields:
             floor = event.version
+        disabled = job.webhook_disabled_url
+        if {"webhook_url", "webhook_secret_sha256"} & set(event.changed_fields):
+            disabled = None  # a new URL or secret: deliveries start again
         return replace(state, job=replace(job, spec=event.spec, version=event.version,
-                                          updated_by=event.updated_by, compat_floor=floor))
+                                          updated_by=event.updated_by, compat_floor=floor,
+                                          webhook_disabled_url=disabled))
+    if isinstance(event, JobWebhookDisabled):
+        return replace(state, job=replace(job, webhook_disabled_url=event.url))
     if isinstance(event, JobDeleted):
         return replace(state, job=replace(job, deleted=True, updated_by=event.by))
     if isinstance(event, JobEnabled | JobDisabled):
@@ -170,7 +178,7 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
             run = replace(before, heartbeat_due_at=due if before.accepted else None)
         case RunChildSpawned(child_job_id=child_job, child_run_id=child_run):
             run = replace(before, children=[*before.children, ChildRef(child_job, child_run)])
-        case RunProgressReported() | RunMessageLogged():
+        case RunProgressReported() | RunMessageLogged() | RunWebhookAttempted():
             return replace(state, job=job)  # the read model keeps them; no decision does
         case RunCrashed():
             run = replace(before, status=RunStatus.CRASHED, deadline_at=None,

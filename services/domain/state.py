@@ -186,6 +186,8 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     held_reason: str | None = None
     # Jobs that run after this job's runs end: downstream job id -> condition.
     dependents: dict[str, str] = msgspec.field(default_factory=dict)
+    # The webhook_url that answered 410 Gone: nothing more is delivered to it.
+    webhook_disabled_url: str | None = None
 
 
 def is_enabled(job: JobState) -> bool:
@@ -278,3 +280,9 @@ class Aggregate(msgspec.Struct, frozen=True, kw_only=True):
 
     def key(self, name: str) -> KeyState:
         return self.keys.get(name) or KeyState(job_id=self.job.job_id, key=name)
+
+
+def webhook_active(job: JobState) -> str | None:
+    """The URL the job's webhooks go to now, or None."""
+    url = job.spec.webhook_url if job.spec is not None else None
+    return url if url is not None and url != job.webhook_disabled_url else None

@@ -33,9 +33,10 @@ from events.types import AttemptFailure
 from services.addresses import Network
 from services.deadletter import DeadLetter, dead_letter, encode_dead_letter
 from services.delivery import Delivery, RecordRefused
-from services.domain import ReportAttemptFailed, encode_command
+from services.domain import Command, ReportAttemptFailed, encode_command
 from services.executor.call import Report, call_endpoint, failure_report, send_cancel_notice
 from services.executor.offsets import MAX_METADATA_CHARS, PartitionProgress
+from services.executor.webhooks import deliver_webhook
 from services.runtoken import run_token
 
 log = logging.getLogger(__name__)
@@ -189,6 +190,10 @@ class Executor:
             self._running[key].append((progress, record.offset))
         elif order.kind == "cancel":
             self._start(key, self._notify_cancel(order), progress, record.offset)
+        elif order.kind == "webhook":
+            self._start(key, deliver_webhook(self._session, order, self._allowed,
+                                             self._token_secret, self._report),
+                        progress, record.offset)
         else:
             self._start(key, self._carry_out(order, record), progress, record.offset)
 
@@ -240,6 +245,13 @@ class Executor:
         stopped = AttemptFailure(kind="canceled", retryable=False,
                                  message="the executor stopped waiting: cancel requested")
         return failure_report(order, stopped)
+
+    async def _report(self, command: Command) -> None:
+        try:
+            await self._delivery.send(self._topics.commands, encode_command(command),
+                                      command.job_id.encode())
+        except RecordRefused:
+            log.exception("report %s could not be written", command.command_id)
 
     async def _notify_cancel(self, order: DispatchOrder) -> None:
         why = await send_cancel_notice(self._session, order, self._allowed, self._token(order))

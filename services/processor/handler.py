@@ -58,6 +58,7 @@ from services.processor.statecodec import (
     decode_rate,
     encode_state,
 )
+from services.processor.webhook_orders import webhook_order
 
 log = logging.getLogger(__name__)
 
@@ -523,4 +524,6 @@ def _records(
                 timeout_secs=settings.timeout_secs, metadata=run.metadata,
                 dispatched_at=command.issued_at, kind="cancel", reason=event.reason)
             orders.append((run_id, encode_dispatch(notice)))
+        if run_id is not None and (hook := webhook_order(envelope, event, after)) is not None:
+            orders.append((run_id, encode_dispatch(hook)))
     return records, orders

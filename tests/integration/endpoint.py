@@ -13,7 +13,9 @@
 - ``/retry-after/{secs}``: 429 with ``Retry-After: secs`` on a run's first call, then 200
 
 A cancel notice (``X-Jobledger-Notice: cancel``) is answered 200 at once, whatever the
-path, and kept in ``notices``.
+path, and kept in ``notices``. A webhook delivery (a ``webhook-id`` header) is kept in
+``hooks`` with its raw body: ``/hook`` answers 200, ``/hook-gone`` 410, ``/hook-flaky``
+500 to a message's first try and 200 after, ``/hook-down`` always 500.
 
 Every call counts as in flight until answered, per job (``X-Job-ID``) and per job and
 ``payload["key"]`` when the payload names one: ``peak`` keeps the most seen at once, and
@@ -37,6 +39,7 @@ class Received:
     payload: Any
     # When the call arrived (time.time()).
     at: float = field(default_factory=time.time)
+    raw: bytes = b""
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Endpoint:
     peak: Counter[str] = field(default_factory=Counter)
     started: list[str] = field(default_factory=list)
     notices: list[Received] = field(default_factory=list)
+    hooks: list[Received] = field(default_factory=list)
     _runner: web.AppRunner | None = None
 
     @property
@@ -61,6 +65,8 @@ class Endpoint:
         body = await request.read()
         payload = json.loads(body) if body else None
         run_id = request.headers.get("X-Run-ID", "")
+        if "webhook-id" in request.headers:
+            return self._hook(request, payload, body)
         if request.headers.get("X-Jobledger-Notice") == "cancel":
             self.notices.append(Received(request.path, dict(request.headers), payload))
             return web.json_response({"stopping": True})
@@ -79,6 +85,16 @@ class Endpoint:
         finally:
             for group in groups:
                 self.in_flight[group] -= 1
+
+    def _hook(self, request: web.Request, payload: Any, body: bytes) -> web.Response:
+        message = request.headers["webhook-id"]
+        tries = sum(h.headers.get("webhook-id") == message for h in self.hooks)
+        self.hooks.append(Received(request.path, dict(request.headers), payload, raw=body))
+        if request.path == "/hook-gone":
+            return web.Response(status=410)
+        if (request.path == "/hook-flaky" and tries == 0) or request.path == "/hook-down":
+            return web.Response(status=500)
+        return web.Response(status=200)
 
     async def _respond(self, request: web.Request, payload: Any,
                        run_id: str) -> web.StreamResponse:

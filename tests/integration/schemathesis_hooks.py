@@ -36,10 +36,12 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
 
 # Why a job definition may be refused beyond its schema: where its endpoints may be (the
 # operator's allowed networks), whether its time zone exists (the IANA database of the
-# system), whether its cron expressions name real times, whether its payload_schema is
+# system), whether its cron expressions name real times, whether its webhook secret holds a
+# key once read as base64 (as Standard Webhooks reads it), whether its payload_schema is
 # itself a valid schema, whether its rate limit comes as a pair and its per-key limits
 # name each key once (no schema the generator honours can say either).
-_JOB_RULES = ("endpoint_url", "fallback_endpoint_url", "webhook_url", "timezone", "cron",
+_JOB_RULES = ("endpoint_url", "fallback_endpoint_url", "webhook_url", "webhook_secret",
+              "timezone", "cron",
               "execution_window_cron", "payload_schema", "rate_limit_max",
               "rate_limit_window_secs", "rate_limit_keys")
 # A list's cursor is opaque: only one the list handed out is taken.
@@ -47,6 +49,10 @@ _CURSOR_RULE = "not a cursor this list handed out"
 # An edit: the job's slug is its identity (it may not change), which only the stored job
 # can tell.
 _SLUG_RULE = "a job's slug cannot change"
+# A dependency: it must name a job of the project, not the job itself, and close no
+# cycle (the stored jobs and graph decide).
+_DEPENDENCY_RULES = ("a job cannot depend on itself", "this would close a cycle",
+                     "no job of this project has this id or slug")
 # A trigger: the payload against the job's own payload_schema.
 _PAYLOAD_RULE = "does not match the job's payload_schema"
 _INT_GOT_FLOAT = re.compile(r"Expected `int( \| null)?`, got `float`")
@@ -98,6 +104,8 @@ def _beyond_the_schema(label: str, body: Any, detail: dict[str, Any]) -> bool:
         return True
     if field == "cursor":
         return reason == _CURSOR_RULE
+    if label == "POST /v1/jobs/{job_id}/dependencies":
+        return field == "depends_on" and reason.startswith(_DEPENDENCY_RULES)
     if label in ("POST /v1/jobs", "PATCH /v1/jobs/{job_id}"):
         return field.split("/")[0] in _JOB_RULES or (
             field == "slug" and reason.startswith(_SLUG_RULE))

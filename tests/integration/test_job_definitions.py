@@ -20,7 +20,8 @@ SEED_002_JOB_FIELDS = {
     "version_id", "version_policy", "backwards_compatible", "created_by", "updated_by",
     "created_at", "updated_at"}
 # Beyond the seed: when the cron schedule fires next.
-OUR_JOB_FIELDS = {"next_tick_at", "retry_max_delay_secs", "retry_jitter", "heartbeat_timeout_secs"}
+OUR_JOB_FIELDS = {"next_tick_at", "retry_max_delay_secs", "retry_jitter", "heartbeat_timeout_secs",
+                  "webhook_disabled"}
 
 
 def slug(prefix: str) -> str:
@@ -172,6 +173,7 @@ async def test_patch_makes_versions_and_keeps_the_slug(ready_stack: RunningStack
         assert first["id"] == job["version_id"] and first["timeout_secs"] == 30
         assert first["fallback_endpoint_url"] == f"{endpoint.base_url}/echo"
         assert page["data"][1]["changed_fields"] == ["fallback_endpoint_url", "timeout_secs",
+                                                     "webhook_secret_sealed",
                                                      "webhook_secret_sha256"]
         one = await client.get(f"/v1/jobs/{job['slug']}/versions/{v2['version_id']}")
         assert one.status_code == 200 and one.json()["timeout_secs"] == 90
@@ -233,7 +235,7 @@ async def test_batch_create_answers_each_item_and_clone_copies(
                                                     "endpoint_url": url})).status_code == 201
         good, twice = slug("b"), slug("b")
         items = [{"name": "ok", "slug": good, "endpoint_url": url, "tags": {"x": "1"},
-                  "webhook_secret": "clone-me-secret"},
+                  "webhook_secret": "whsec_Y2xvbmUtbWUtc2VjcmV0"},
                  {"name": "bad", "slug": slug("b"), "endpoint_url": url, "max_attempts": 0},
                  {"name": "first", "slug": twice, "endpoint_url": url},
                  {"name": "second", "slug": twice, "endpoint_url": url},

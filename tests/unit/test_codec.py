@@ -54,6 +54,10 @@ SAMPLES: dict[str, dict[str, object]] = {
                           "run_type": "export", "payload": {"page": 1}},
     "job.dependent_added": {"downstream_job_id": "job_b", "condition": "on_failure"},
     "job.dependent_removed": {"downstream_job_id": "job_b", "by": "p:admin"},
+    "run.webhook_attempted": {"message_id": "msg_1", "event_type": "run.completed",
+                              "delivery_attempt": 2, "delivered": False, "final": False,
+                              "status_code": 500, "error": "the webhook answered 500"},
+    "job.webhook_disabled": {"url": "https://e.example/h", "reason": "410 Gone"},
 }
 
 

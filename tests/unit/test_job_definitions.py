@@ -93,6 +93,7 @@ def test_api_rules_for_the_new_fields() -> None:
     from services.api.errors import ApiError
     from services.api.job_rules import check_limits
     from services.api.jobs import spec_of
+    from services.api.webhook_fields import secret_fields
 
     def body(**fields: object) -> CreateJobRequest:
         return msgspec.convert({"name": "n", "slug": "s", "endpoint_url": "http://e.example/x",
@@ -106,9 +107,20 @@ def test_api_rules_for_the_new_fields() -> None:
         check_limits(body(rate_limit_keys=twice))
     assert dup.value.details[0].field == "rate_limit_keys/1/name"
     check_limits(body(rate_limit_max=5, rate_limit_window_secs=60))
-    made = spec_of(body(webhook_secret="s3cret-value"), "p:admin")
+    given = body(webhook_secret="s3cret-value", webhook_url="http://e.example/hook")
+    fields = secret_fields(b"service", "job_s", given=given.webhook_secret,
+                           webhook_url=given.webhook_url)
+    made = spec_of(given, "p:admin", fields)
     assert made.webhook_secret_sha256 == hashlib.sha256(b"s3cret-value").hexdigest()
     assert "s3cret-value" not in msgspec.json.encode(made).decode()
+    assert made.webhook_secret_sealed is not None and fields.shown is None
+    # None given with a webhook_url: one is made, and shown (this once).
+    fields = secret_fields(b"service", "job_s", given=None, webhook_url="http://e.example/h")
+    assert fields.shown is not None and fields.shown.startswith("whsec_")
+    assert secret_fields(b"service", "job_s", given=None, webhook_url=None).sealed is None
+    with pytest.raises(ApiError) as empty_key:
+        secret_fields(b"service", "job_s", given="-----", webhook_url=None)
+    assert empty_key.value.details[0].field == "webhook_secret"
 
 
 def delete() -> DeleteJob:
