@@ -444,6 +444,48 @@ class JobWebhookDisabled(_Body, frozen=True, kw_only=True):
     reason: str
 
 
+class ProjectOperationStarted(_Body, frozen=True, kw_only=True):
+    """A tracked bulk operation began (on the project's stream): cancel the waiting runs
+    of ``job_ids`` (of ``job_version`` only, when set). Each job reports its part with
+    job.sweep_finished; the operation is done when all have."""
+
+    TYPE = "project.operation_started"
+    operation_id: str
+    kind: Literal["cancel_waiting"] = "cancel_waiting"
+    job_ids: list[str] = msgspec.field(default_factory=list)
+    job_version: int | None = None
+    by: str | None = None
+
+
+class JobSweepStarted(_Body, frozen=True, kw_only=True):
+    """The job cancels its waiting runs (queued or delayed) triggered up to its event
+    ``up_to`` (and of ``job_version`` only, when set), a chunk per command."""
+
+    TYPE = "job.sweep_started"
+    operation_id: str
+    up_to: int
+    job_version: int | None = None
+
+
+class JobSweepProgressed(_Body, frozen=True, kw_only=True):
+    """A chunk was swept: runs triggered up to event ``cursor`` are done."""
+
+    TYPE = "job.sweep_progressed"
+    operation_id: str
+    cursor: int
+    canceled: int
+
+
+class JobSweepFinished(_Body, frozen=True, kw_only=True):
+    """The job's part of the operation is done: ``canceled`` runs in all (``superseded``:
+    a later operation on the job took over the rest)."""
+
+    TYPE = "job.sweep_finished"
+    operation_id: str
+    canceled: int
+    superseded: bool = False
+
+
 class ProjectQuotasSet(_Body, frozen=True, kw_only=True):
     """An admin set the project's quotas (null: no limit). Recorded on the project's own
     stream (job id ``project:<project id>``), which holds nothing else."""
@@ -483,6 +525,10 @@ Event = (
     | JobDependentRemoved
     | RunWebhookAttempted
     | JobWebhookDisabled
+    | ProjectOperationStarted
+    | JobSweepStarted
+    | JobSweepProgressed
+    | JobSweepFinished
 )
 
 EVENT_TYPES: dict[str, type[_Body]] = {
@@ -516,5 +562,9 @@ EVENT_TYPES: dict[str, type[_Body]] = {
         JobDependentRemoved,
         RunWebhookAttempted,
         JobWebhookDisabled,
+        ProjectOperationStarted,
+        JobSweepStarted,
+        JobSweepProgressed,
+        JobSweepFinished,
     )
 }

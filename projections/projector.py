@@ -36,8 +36,12 @@ from events.types import (
     JobDispatchHeld,
     JobEnabled,
     JobScheduleSet,
+    JobSweepFinished,
+    JobSweepProgressed,
+    JobSweepStarted,
     JobUpdated,
     JobWebhookDisabled,
+    ProjectOperationStarted,
     ProjectQuotasSet,
     RunAccepted,
     RunCanceled,
@@ -66,6 +70,8 @@ from projections.tables import (
     job_tags,
     job_versions,
     jobs,
+    operation_parts,
+    operations,
     project_quotas,
     projector_offsets,
     run_events,
@@ -253,6 +259,8 @@ class _Fold:
         self.quotas: dict[str, dict[str, Any]] = {}  # the last quotas set, by project
         self.dead: list[dict[str, Any]] = []  # runs that entered the dead-letter list
         self.progressed: set[str] = set()  # runs whose counters changed
+        self.operations: list[dict[str, Any]] = []
+        self.parts: list[dict[str, Any]] = []
         # Dependency edges added (row) or removed (None), by (upstream, downstream).
         self.edges: dict[tuple[str, str], dict[str, Any] | None] = {}
         self.replays: dict[str, str] = {}  # dead-lettered run id -> the run replaying it
@@ -263,7 +271,19 @@ class _Fold:
         if isinstance(event, JobCreated | JobUpdated):
             self.versions.append(_version_row(env, event))
             self.tags.append((env.job_id, event.spec.tags))
-        if isinstance(event, ProjectQuotasSet):
+        if isinstance(event, ProjectOperationStarted):
+            self.operations.append({
+                "id": event.operation_id, "project_id": env.project_id, "kind": event.kind,
+                "job_ids": event.job_ids, "jobs_total": len(event.job_ids),
+                "job_version": event.job_version, "created_by": event.by,
+                "created_at": env.occurred_at})
+        elif isinstance(event, JobSweepFinished):
+            self.parts.append({"operation_id": event.operation_id, "job_id": env.job_id,
+                               "canceled": event.canceled, "superseded": event.superseded,
+                               "finished_at": env.occurred_at})
+        elif isinstance(event, JobSweepStarted | JobSweepProgressed):
+            pass  # the job's event history keeps them; the parts say the outcome
+        elif isinstance(event, ProjectQuotasSet):
             self.quotas[env.project_id] = {
                 "project_id": env.project_id, "max_queued_runs": event.max_queued_runs,
                 "max_runs_per_day": event.max_runs_per_day, "updated_at": env.occurred_at}
@@ -330,6 +350,10 @@ class _Fold:
             conn.execute(insert(run_events), self.events)
         if self.dead:
             conn.execute(insert(dead_letters), self.dead)
+        if self.operations:
+            conn.execute(insert(operations), self.operations)
+        if self.parts:
+            conn.execute(insert(operation_parts), self.parts)
         for (upstream, downstream), edge in self.edges.items():
             conn.execute(delete(job_dependencies).where(
                 (job_dependencies.c.upstream_job_id == upstream)

@@ -213,3 +213,26 @@ job_dependencies = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_job_dependencies_downstream", "downstream_job_id"),
 )
+
+# Tracked bulk operations (project.operation_started), and each job's part of one
+# (job.sweep_finished): the operation is done when every job it named has a part.
+operations = Table(
+    "operations", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("job_ids", JSON, nullable=False),
+    Column("jobs_total", Integer, nullable=False),
+    Column("job_version", Integer),
+    Column("created_by", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+operation_parts = Table(
+    "operation_parts", metadata,
+    Column("operation_id", String(64), primary_key=True),
+    Column("job_id", String(64), primary_key=True),
+    Column("canceled", Integer, nullable=False),
+    Column("superseded", Boolean, nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+)

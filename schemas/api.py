@@ -464,6 +464,32 @@ class DependencyPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
+class CancelWaitingRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Which waiting runs to cancel: the project's (nothing given), a job's, or a job
+    version's."""
+
+    job_id: Annotated[str, Meta(min_length=1, max_length=64,
+                                description="a job, by id or slug")] | None = None
+    job_version: Annotated[int, Meta(ge=1, le=2**31, description="only runs triggered "
+                                     "with this version (needs job_id)")] | None = None
+
+
+class OperationResponse(msgspec.Struct, kw_only=True, rename={"canceled_count":
+                                                              "canceledCount"}):
+    """A tracked bulk operation: each job does its part; done when all have."""
+
+    id: str
+    kind: str
+    status: Literal["running", "completed"]
+    canceled_count: int
+    jobs_total: int
+    jobs_done: int
+    job_version: int | None
+    created_at: datetime
+    finished_at: datetime | None
+    created_by: str | None = None
+
+
 class DeadLetter(msgspec.Struct, kw_only=True):
     """A run with no attempt left (failed, timed_out or crashed), on the dead-letter list
     until a replay takes it."""

@@ -29,6 +29,7 @@ from services.api.job_list import list_jobs_route
 from services.api.job_toggles import batch_disable, batch_enable
 from services.api.job_versions import list_versions, read_version, update_job
 from services.api.jobs import create_job, read_job, trigger_job
+from services.api.operations import cancel_waiting, read_operation
 from services.api.options import allow_every_method
 from services.api.quotas import read_quotas, set_quotas
 from services.api.runs import cancel_run, read_run, run_events, run_messages
@@ -89,7 +90,8 @@ def create_app(settings: Settings) -> Litestar:
                         read_run, cancel_run, run_events, batch_enable, batch_disable,
                         delete_job, update_job, list_versions, read_version,
                         list_jobs_route, create_jobs, clone_job, run_messages,
-                        list_dlq, replay_run, *CALLBACK_ROUTES, *DEPENDENCY_ROUTES],
+                        list_dlq, replay_run, cancel_waiting, read_operation,
+                        *CALLBACK_ROUTES, *DEPENDENCY_ROUTES],
         lifespan=[kafka_and_store],
         middleware=[auth_middleware()],
         before_send=[allow_every_method],

@@ -218,6 +218,23 @@ class SetProjectQuotas(_Command, frozen=True, kw_only=True, tag="project.set_quo
     max_runs_per_day: int | None = None
 
 
+class StartOperation(_Command, frozen=True, kw_only=True, tag="project.start_operation"):
+    """Begin a tracked bulk cancel of the waiting runs of ``job_ids`` (on the project's
+    stream, like quotas)."""
+
+    operation_id: str
+    job_ids: list[str] = msgspec.field(default_factory=list)
+    job_version: int | None = None
+
+
+class SweepWaitingRuns(_Command, frozen=True, kw_only=True, tag="job.sweep_waiting"):
+    """This job's part of operation ``operation_id``: cancel its waiting runs (of
+    ``job_version`` only, when set), a chunk per command."""
+
+    operation_id: str
+    job_version: int | None = None
+
+
 def project_stream(project_id: str) -> str:
     """The id under which a project's own events are kept (job ids start with job_)."""
     return f"project:{project_id}"
@@ -248,6 +265,8 @@ Command = (
     | FireCronTick
     | WakeJob
     | SetProjectQuotas
+    | StartOperation
+    | SweepWaitingRuns
 )
 
 _encoder = msgspec.json.Encoder()

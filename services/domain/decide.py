@@ -27,6 +27,8 @@ from services.domain.commands import (
     ReportProgress,
     SetProjectQuotas,
     SpawnChild,
+    StartOperation,
+    SweepWaitingRuns,
     TriggerRun,
     UpdateJob,
     WakeJob,
@@ -41,6 +43,7 @@ from services.domain.operations.delete_job import decide_delete
 from services.domain.operations.dependents import decide_dependents
 from services.domain.operations.dispatch import decide_dispatch
 from services.domain.operations.report import decide_report
+from services.domain.operations.sweep import decide_start, decide_sweep
 from services.domain.operations.timers import decide_fire_timers
 from services.domain.operations.toggle import decide_toggle
 from services.domain.operations.trigger import decide_trigger
@@ -54,7 +57,7 @@ from services.domain.state import Aggregate
 AFTER_DELETE = (FireDueTimers, ReportAttemptSucceeded, ReportAttemptFailed,
                 ReportAttemptAccepted, RecordHeartbeat, ReportProgress, LogRunMessage,
                 SpawnChild, DispatchRun, CancelWaitingRuns, CancelRun, WakeJob,
-                RemoveDependent, RecordWebhookDelivery, DisableWebhook)
+                RemoveDependent, RecordWebhookDelivery, DisableWebhook, SweepWaitingRuns)
 
 
 def decide(state: Aggregate, command: Command,
@@ -68,6 +71,8 @@ def decide(state: Aggregate, command: Command,
         return [(None, ProjectQuotasSet(max_queued_runs=command.max_queued_runs,
                                         max_runs_per_day=command.max_runs_per_day,
                                         by=command.actor))]
+    if isinstance(command, StartOperation):
+        return decide_start(command)
     # Another project's job answers as a missing one: ids never leak across projects.
     if job.spec is None or job.project_id != command.project_id:
         return Rejection("not_found", f"job {command.job_id} not found")
@@ -92,6 +97,8 @@ def decide(state: Aggregate, command: Command,
             return decide_dependents(state, command)
         case DisableWebhook():
             return decide_disable(state, command)
+        case SweepWaitingRuns():
+            return decide_sweep(state, command)
     run = state.runs.get(command.run_id)
     if run is None:
         return Rejection("not_found", f"run {command.run_id} not found")

@@ -15,8 +15,12 @@ from events.types import (
     JobDispatchHeld,
     JobEnabled,
     JobScheduleSet,
+    JobSweepFinished,
+    JobSweepProgressed,
+    JobSweepStarted,
     JobUpdated,
     JobWebhookDisabled,
+    ProjectOperationStarted,
     ProjectQuotasSet,
     RunAccepted,
     RunCanceled,
@@ -45,6 +49,7 @@ from services.domain.state import (
     KeyState,
     RunState,
     RunStatus,
+    Sweep,
     lane_of,
 )
 from services.domain.version_policy import pin_of
@@ -137,8 +142,22 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
                                                                 event.timezone or "UTC")
         return replace(state, job=replace(job, schedule_of=schedule,
                                           next_tick_at=event.next_tick_at))
-    if isinstance(event, ProjectQuotasSet):
-        return replace(state, job=job)  # the API enforces quotas; the processor keeps none
+    if isinstance(event, ProjectQuotasSet | ProjectOperationStarted):
+        # The API enforces quotas; an operation's parts are the jobs' own sweeps.
+        return replace(state, job=job)
+    if isinstance(event, JobSweepStarted):
+        sweep = Sweep(operation_id=event.operation_id, up_to=event.up_to,
+                      job_version=event.job_version)
+        return replace(state, job=replace(job, sweep=sweep))
+    if isinstance(event, JobSweepProgressed):
+        if job.sweep is None or job.sweep.operation_id != event.operation_id:
+            return replace(state, job=job)
+        sweep = replace(job.sweep, cursor=event.cursor, canceled=event.canceled)
+        return replace(state, job=replace(job, sweep=sweep))
+    if isinstance(event, JobSweepFinished):
+        if job.sweep is not None and job.sweep.operation_id == event.operation_id:
+            job = replace(job, sweep=None)
+        return replace(state, job=job)
     if isinstance(event, JobDispatchHeld):
         return replace(state, job=replace(job, held_until=event.until,
                                           held_reason=event.reason))
@@ -212,7 +231,7 @@ def _triggered(state: Aggregate, job: JobState, run_id: str,
     """A new run: queued in its key's next fairness round, or delayed until its
     scheduled time (it takes its round when it is requeued then)."""
     run = RunState(run_id=run_id, job_id=job.job_id, status=RunStatus.QUEUED,
-                   priority=event.priority, position=job.seq,
+                   priority=event.priority, position=job.seq, born=job.seq,
                    max_attempts=event.max_attempts, timeout_secs=event.timeout_secs,
                    payload=event.payload, metadata=event.metadata,
                    job_version=event.job_version,

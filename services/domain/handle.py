@@ -20,6 +20,7 @@ from services.domain.operations.delete_job import drain
 from services.domain.operations.followups import follow_ups
 from services.domain.operations.hold import Taken, key_held_until, rehold, start_room, take
 from services.domain.operations.reschedule import reschedule
+from services.domain.operations.sweep import step as sweep_step
 from services.domain.results import Duplicate, Rejection, RunEvent
 from services.domain.state import Aggregate, Answer, RunStatus, dispatch_order, lane_of
 
@@ -54,7 +55,7 @@ def handle(state: Aggregate, command: Command) -> Decision:
     events = list(outcome)
     for run_id, event in outcome:
         state = evolve(state, run_id, event)
-    for run_id, event in drain(state):
+    for run_id, event in [*drain(state), *sweep_step(state)]:
         state = evolve(state, run_id, event)
         events.append((run_id, event))
     # Again while a round starts fewer runs than it picked (a run that may not run

@@ -98,6 +98,9 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     heartbeat_due_at: datetime | None = None
     lineage_depth: int = 0
     children: list[ChildRef] = msgspec.field(default_factory=list)
+    # The job's seq when the run was triggered (its position changes when it requeues;
+    # this does not): what a sweep of waiting runs goes by.
+    born: int = 0
 
 
 class KeyState(msgspec.Struct, frozen=True, kw_only=True):
@@ -134,6 +137,17 @@ class DedupRecord(msgspec.Struct, frozen=True, kw_only=True):
 
     run_id: str
     until: datetime
+
+
+class Sweep(msgspec.Struct, frozen=True, kw_only=True):
+    """A bulk cancel of the job's waiting runs in progress: those born up to ``up_to``
+    (of ``job_version`` only, when set); done up to ``cursor``, ``canceled`` so far."""
+
+    operation_id: str
+    up_to: int
+    job_version: int | None = None
+    cursor: int = 0
+    canceled: int = 0
 
 
 class CronSchedule(msgspec.Struct, frozen=True):
@@ -188,6 +202,8 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     dependents: dict[str, str] = msgspec.field(default_factory=dict)
     # The webhook_url that answered 410 Gone: nothing more is delivered to it.
     webhook_disabled_url: str | None = None
+    # A bulk cancel of its waiting runs in progress (it is due at once until done).
+    sweep: Sweep | None = None
 
 
 def is_enabled(job: JobState) -> bool:
@@ -218,7 +234,7 @@ def job_due_at(job: JobState) -> datetime | None:
     """When the processor's timer must look at the job itself (not at one of its runs):
     its next cron tick, the end of a hold on its runs, or at once to drain a deleted
     job's queue."""
-    if job.deleted and job.queued_count:
+    if (job.deleted and job.queued_count) or job.sweep is not None:
         return _AT_ONCE + timedelta(microseconds=job.seq)
     due = [at for at in (job.next_tick_at, job.held_until) if at is not None]
     return min(due, default=None)
@@ -274,6 +290,10 @@ class Aggregate(msgspec.Struct, frozen=True, kw_only=True):
     keys: dict[str, KeyState] = msgspec.field(default_factory=dict)
     # The dedup record of a trigger's idempotency key, by key (loaded for that trigger).
     dedup: dict[str, DedupRecord] = msgspec.field(default_factory=dict)
+    # The job's waiting runs next in a sweep (born after its cursor, in that order), and
+    # whether more follow them.
+    sweep_chunk: list[str] = msgspec.field(default_factory=list)
+    sweep_more: bool = False
     # The start counters of the job's rate_limit_keys that the loaded runs count under,
     # by (limit name, metadata value); a pair with no counter has no recent starts.
     rates: dict[tuple[str, str], RateCounter] = msgspec.field(default_factory=dict)

@@ -44,9 +44,16 @@ from services.domain import (
     handle,
     lane_of,
 )
-from services.domain.commands import DeleteJob, FireDueTimers, TriggerRun, UpdateJob
+from services.domain.commands import (
+    DeleteJob,
+    FireDueTimers,
+    SweepWaitingRuns,
+    TriggerRun,
+    UpdateJob,
+)
 from services.domain.operations.delete_job import DRAIN_CHUNK
 from services.domain.operations.hold import start_room
+from services.domain.operations.sweep import SWEEP_CHUNK
 from services.domain.pacing import RateCounter
 from services.domain.state import Answer, DedupRecord
 from services.domain.version_policy import settings_for
@@ -85,6 +92,8 @@ class StateStore(Protocol):
         their keys go: at most ``per_key`` minus its running runs from each key."""
     def lane(self, job_id: str, key: str, limit: int) -> list[str]:
         """The first ``limit`` queued runs of one key, in dispatch order."""
+    def waiting_born(self, job_id: str, after: int, limit: int) -> list[str]:
+        """The first ``limit`` waiting (queued or delayed) runs born after ``after``."""
     def put_job(self, job_id: str, raw: bytes) -> None: ...
     def put_run(self, run: RunState, raw: bytes) -> None: ...
     def put_key(self, key: KeyState, raw: bytes | None) -> None:
@@ -201,6 +210,8 @@ def load(store: StateStore, command: Command) -> Aggregate:
             room += INCOMPATIBLE_LOOKAHEAD
         wanted.update(store.waiting(job.job_id, min(room + len(named), MAX_CANDIDATES),
                                     per_key))
+    sweep_chunk, sweep_more = _sweep_chunk(store, job, command)
+    wanted.update(sweep_chunk)
     runs = {rid: run for rid in wanted if (run := store.get_run(rid)) is not None}
     if job.queued_count and per_key is not None:
         # A named run that ends frees a place in its key, which the index counts as full
@@ -231,7 +242,22 @@ def load(store: StateStore, command: Command) -> Aggregate:
         for value in {v for m in metadata if (v := m.get(rate_key.name)) is not None}:
             if (counter := store.get_rate(job.job_id, rate_key.name, value)) is not None:
                 rates[(rate_key.name, value)] = counter
-    return Aggregate(job=job, runs=runs, keys=keys, dedup=dedup, rates=rates)
+    return Aggregate(job=job, runs=runs, keys=keys, dedup=dedup, rates=rates,
+                     sweep_chunk=sweep_chunk, sweep_more=sweep_more)
+
+
+def _sweep_chunk(store: StateStore, job: JobState, command: Command) -> tuple[list[str], bool]:
+    """The next chunk of a bulk cancel: from the start for the command that begins one,
+    from its cursor for every later command while it runs."""
+    if isinstance(command, SweepWaitingRuns) and not job.deleted and (
+            job.sweep is None or job.sweep.operation_id != command.operation_id):
+        after = 0
+    elif job.sweep is not None:
+        after = job.sweep.cursor
+    else:
+        return [], False
+    found = store.waiting_born(job.job_id, after, SWEEP_CHUNK + 1)
+    return found[:SWEEP_CHUNK], len(found) > SWEEP_CHUNK
 
 
 class _Staged:
@@ -309,6 +335,16 @@ class _Staged:
                 taken[key] = taken.get(key, 0) + 1
             found.append(run.run_id)
         return found
+
+    def waiting_born(self, job_id: str, after: int, limit: int) -> list[str]:
+        moved = self.runs_of_job.get(job_id, set())
+        found = [(run.born, run.run_id)
+                 for rid in self.store.waiting_born(job_id, after, limit + len(moved))
+                 if rid not in moved and (run := self.store.get_run(rid)) is not None]
+        found += [(run.born, rid) for rid in moved
+                  if (run := self.runs[rid]).status in (RunStatus.QUEUED, RunStatus.DELAYED)
+                  and run.born > after]
+        return [rid for _, rid in sorted(found)[:limit]]
 
     def lane(self, job_id: str, key: str, limit: int) -> list[str]:
         moved = self.runs_of_job.get(job_id, set())

@@ -211,19 +211,54 @@ class TimerIndex:
         return found
 
 
+class WaitingIndex:
+    """Each job's waiting runs (queued or delayed) by when they were born: what a bulk
+    cancel walks, a chunk at a time, from where it got to."""
+
+    def __init__(self) -> None:
+        self._by_job: dict[str, SortedList] = {}
+        self._born: dict[str, tuple[str, int]] = {}  # run -> job, born
+
+    def update(self, run: RunState) -> None:
+        waiting = run.status in (RunStatus.QUEUED, RunStatus.DELAYED)
+        old = self._born.get(run.run_id)
+        new = (run.job_id, run.born) if waiting else None
+        if old == new:
+            return
+        if old is not None:
+            del self._born[run.run_id]
+            entries = self._by_job[old[0]]
+            entries.discard((old[1], run.run_id))
+            if not entries:
+                del self._by_job[old[0]]
+        if new is not None:
+            self._born[run.run_id] = new
+            self._by_job.setdefault(run.job_id, SortedList()).add((run.born, run.run_id))
+
+    def after(self, job_id: str, born: int, limit: int) -> list[str]:
+        """The first ``limit`` waiting runs of the job born after ``born``."""
+        entries = self._by_job.get(job_id)
+        if entries is None:
+            return []
+        start = entries.bisect_right((born, "\uffff"))
+        return [run_id for _, run_id in entries[start:start + limit]]
+
+
 class RunIndexes:
-    """Both indexes, fed from every run record the processor stores."""
+    """The indexes, fed from every run record the processor stores."""
 
     def __init__(self) -> None:
         self.queue = QueueIndex()
         self.timers = TimerIndex()
+        self.waiting = WaitingIndex()
 
     def update(self, run: RunState) -> None:
         self.queue.update(run)
         self.timers.update(run)
+        self.waiting.update(run)
 
     def rebuild(self, runs: Iterable[RunState], keys: Iterable[KeyState] = ()) -> None:
-        self.queue, self.timers = QueueIndex(), TimerIndex()
+        self.queue, self.timers, self.waiting = QueueIndex(), TimerIndex(), WaitingIndex()
         for key in keys:
             self.queue.update_key(key)
         for run in runs:

@@ -47,6 +47,9 @@ class TableStore:
     def lane(self, job_id: str, key: str, limit: int) -> list[str]:
         return self._fresh().queue.lane(job_id, key, limit)
 
+    def waiting_born(self, job_id: str, after: int, limit: int) -> list[str]:
+        return self._fresh().waiting.after(job_id, after, limit)
+
     def due(self, now: datetime, limit: int = 500) -> dict[str, list[str]]:
         """Runs a timer waits for that are due, by job (see TimerIndex.take_due)."""
         return self._fresh().timers.take_due(now, limit)

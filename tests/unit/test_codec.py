@@ -58,6 +58,11 @@ SAMPLES: dict[str, dict[str, object]] = {
                               "delivery_attempt": 2, "delivered": False, "final": False,
                               "status_code": 500, "error": "the webhook answered 500"},
     "job.webhook_disabled": {"url": "https://e.example/h", "reason": "410 Gone"},
+    "project.operation_started": {"operation_id": "op_1", "job_ids": ["job_a", "job_b"],
+                                  "job_version": 2, "by": "p:admin"},
+    "job.sweep_started": {"operation_id": "op_1", "up_to": 40, "job_version": 2},
+    "job.sweep_progressed": {"operation_id": "op_1", "cursor": 12, "canceled": 7},
+    "job.sweep_finished": {"operation_id": "op_1", "canceled": 9, "superseded": True},
 }
 
 

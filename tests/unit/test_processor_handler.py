@@ -79,6 +79,13 @@ class MemoryStore:
             found.append(run.run_id)
         return found[:limit]
 
+    def waiting_born(self, job_id: str, after: int, limit: int) -> list[str]:
+        runs = [decode_run(raw) for raw in self.runs.values()]
+        waiting = sorted((r.born, r.run_id) for r in runs if r.job_id == job_id
+                         and r.status in (RunStatus.QUEUED, RunStatus.DELAYED)
+                         and r.born > after)
+        return [run_id for _, run_id in waiting[:limit]]
+
     def lane(self, job_id: str, key: str, limit: int) -> list[str]:
         runs = [decode_run(raw) for raw in self.runs.values()]
         queued = [r for r in runs if r.job_id == job_id and r.status is RunStatus.QUEUED

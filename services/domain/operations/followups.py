@@ -3,7 +3,8 @@ commands topic with the events, so neither is lost without the other):
 
 - a spawned child is triggered on its own job;
 - a run that ends triggers the jobs that depend on its job, as its condition says;
-- a run canceled (or asked to stop) cancels its unfinished children.
+- a run canceled (or asked to stop) cancels its unfinished children;
+- a bulk operation started on the project's stream asks each of its jobs to do its part.
 
 Their ids derive from the command's, so deciding the command again (after a crash)
 sends the same commands, and a repeat is refused where it lands (the run exists, or is
@@ -14,6 +15,7 @@ import hashlib
 from typing import Any
 
 from events.types import (
+    ProjectOperationStarted,
     RunCanceled,
     RunCancelRequested,
     RunChildSpawned,
@@ -21,7 +23,7 @@ from events.types import (
     RunCrashed,
     RunFailed,
 )
-from services.domain.commands import CancelRun, Command, TriggerRun
+from services.domain.commands import CancelRun, Command, SweepWaitingRuns, TriggerRun
 from services.domain.results import RunEvent
 from services.domain.state import MAX_LINEAGE_DEPTH, Aggregate
 
@@ -47,6 +49,12 @@ def follow_ups(state: Aggregate, command: Command, events: list[RunEvent]) -> li
         return f"{command.command_id}:follow:{len(found)}"
 
     for run_id, event in events:
+        if isinstance(event, ProjectOperationStarted):
+            for job_id in event.job_ids:
+                found.append(SweepWaitingRuns(**base, command_id=next_id(), job_id=job_id,
+                                              operation_id=event.operation_id,
+                                              job_version=event.job_version))
+            continue
         run = state.runs.get(run_id) if run_id is not None else None
         if run is None:
             continue
