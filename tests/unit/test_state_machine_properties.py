@@ -23,13 +23,19 @@ from msgspec.structs import replace
 from events.types import (
     JobCronTicked,
     RateLimitKey,
+    RunAccepted,
     RunCanceled,
     RunCancelRequested,
+    RunChildSpawned,
     RunCompleted,
+    RunCrashed,
     RunDispatched,
     RunExpired,
     RunFailed,
+    RunHeartbeatRecorded,
+    RunMessageLogged,
     RunOverrides,
+    RunProgressReported,
     RunRequeued,
     RunRetryScheduled,
     RunTriggered,
@@ -47,6 +53,14 @@ from services.domain import (
     WakeJob,
     accepts_triggers,
     handle,
+)
+from services.domain.commands import (
+    LogRunMessage,
+    RecordHeartbeat,
+    ReportAttemptAccepted,
+    ReportProgress,
+    SpawnChild,
+    SweepWaitingRuns,
 )
 from services.domain.operations.hold import hold_of, key_held_until, start_room
 from services.domain.state import wanted_schedule
@@ -76,7 +90,14 @@ LEGAL: dict[type, tuple[set[S | None], set[S]]] = {
     RunCancelRequested: ({S.RUNNING}, {S.CANCELING}),
     RunRequeued: ({S.DELAYED}, {S.QUEUED}),
     RunCanceled: ({S.QUEUED, S.DELAYED, S.CANCELING}, {S.CANCELED}),
+    RunCrashed: ({S.RUNNING}, {S.CRASHED}),
 }
+# Events about an attempt in progress that leave its status as it is.
+KEEPS_STATUS = {RunAccepted: {S.RUNNING},
+                RunHeartbeatRecorded: {S.RUNNING, S.CANCELING},
+                RunProgressReported: {S.RUNNING, S.CANCELING},
+                RunMessageLogged: {S.RUNNING, S.CANCELING},
+                RunChildSpawned: {S.RUNNING, S.CANCELING}}
 
 
 class RunMachine(RuleBasedStateMachine):
@@ -123,6 +144,13 @@ class RunMachine(RuleBasedStateMachine):
                           execution_window_cron=window, rate_limit_keys=keys))
 
     def apply(self, command: Command) -> None:
+        # As the processor loads it: a sweep in progress (or beginning) sees the job's
+        # waiting runs by birth.
+        if self.state.job.sweep is not None or isinstance(command, SweepWaitingRuns):
+            waiting = sorted((r for r in self.state.runs.values()
+                              if r.status in (S.QUEUED, S.DELAYED)), key=lambda r: r.born)
+            self.state = replace(self.state, sweep_chunk=[r.run_id for r in waiting],
+                                 sweep_more=False)
         before = self.state
         decision = handle(before, command)
         self.last = command
@@ -140,6 +168,9 @@ class RunMachine(RuleBasedStateMachine):
                 continue
             previous = statuses.get(run_id)
             assert previous not in TERMINAL, f"{run_id} changed after {previous}"
+            if type(event) in KEEPS_STATUS:
+                assert previous in KEEPS_STATUS[type(event)], f"{event} while {previous}"
+                continue
             allowed_from, leads_to = LEGAL[type(event)]
             assert previous in allowed_from, f"{type(event).__name__} after {previous}"
             if isinstance(event, RunTriggered):
@@ -159,6 +190,8 @@ class RunMachine(RuleBasedStateMachine):
             assert (job.held_until, job.held_reason) == hold_of(decision.state,
                                                                 command.issued_at)
         assert decision.state.job.seq == before.job.seq + len(decision.events)
+        ids = [c.command_id for c in decision.followups]
+        assert len(ids) == len(set(ids)), "two follow-ups share an id"
         assert decision.answer.seq == decision.state.job.seq
         self.events_seen += len(decision.events)
         self.state = decision.state
@@ -290,6 +323,34 @@ class RunMachine(RuleBasedStateMachine):
         assert handle(self.state, command).answer.rejected
         self.apply(command)
 
+    @rule(data=st.data(), what=st.sampled_from(["accept", "heartbeat", "progress",
+                                                 "message", "child"]))
+    def the_endpoint_calls_back(self, data: st.DataObject, what: str) -> None:
+        run_id = self.some_run(data)
+        common = {"command_id": cid(), "project_id": "p", "job_id": "j",
+                  "issued_at": self.now, "run_id": run_id,
+                  "attempt": self.current_attempt(run_id, data)}
+        made = {"accept": lambda: ReportAttemptAccepted(**common),
+                "heartbeat": lambda: RecordHeartbeat(**common),
+                "progress": lambda: ReportProgress(**common, counters={"numSuccess": 1}),
+                "message": lambda: LogRunMessage(**common, status=1, text="m"),
+                "child": lambda: SpawnChild(**common, child_job_id="job_c",
+                                            child_run_id=f"c{cid()}")}[what]()
+        self.apply(made)
+
+    @rule(version=st.none() | st.integers(1, 3))
+    def bulk_cancel_of_waiting_runs(self, version: int | None) -> None:
+        born = self.state.job.seq
+        self.apply(SweepWaitingRuns(command_id=cid(), project_id="p", job_id="j",
+                                    issued_at=self.now, operation_id=f"op{cid()}",
+                                    job_version=version))
+        if self.state.job.deleted:
+            return
+        assert self.state.job.sweep is None  # the whole backlog was loaded: done
+        for run in self.state.runs.values():
+            if run.born <= born and version in (None, run.job_version):
+                assert run.status not in (S.QUEUED, S.DELAYED), run
+
     @rule()
     def repeat_last_command_decided_again(self) -> None:
         # What the processor does after losing its state write: decide the same command
@@ -383,6 +444,12 @@ class RunMachine(RuleBasedStateMachine):
         for starts in self.started_by_customer.values():
             for t in starts:
                 assert sum(1 for s in starts if t <= s < t + timedelta(seconds=window)) <= most
+
+    @invariant()
+    def only_accepted_running_attempts_are_watched_for_heartbeats(self) -> None:
+        for run in self.state.runs.values():
+            if run.heartbeat_due_at is not None:
+                assert run.status is S.RUNNING and run.accepted, run
 
     @invariant()
     def attempts_within_limit(self) -> None:

@@ -57,6 +57,10 @@ def _accepted(state: Aggregate, run: RunState, command: ReportAttemptAccepted,
         # endpoint accepted it again: the attempt is already in its hands.
         return Rejection("conflict", f"attempt {run.attempt} of run {run.run_id} was "
                                      "accepted already")
+    if run.status is RunStatus.CANCELING:
+        # Accepted as the cancel went out: the notice reaches the endpoint, and the cancel
+        # deadline ends the attempt if it never reports. Nothing to change.
+        return []
     assert state.job.spec is not None
     # The executor no longer waits, so no grace for its report: the attempt's own
     # timeout from its start is what bounds it now.
