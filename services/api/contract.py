@@ -129,7 +129,8 @@ ROUTES: dict[tuple[str, str], Route] = {
                                  body_required=True, accepted=True,
                                  example={"max_queued_runs": 10000, "max_runs_per_day": None}),
     **{("post", f"{_RUN}/{name}"): Route((400, 401, 403, 404, 409, 413, 422, 503), body,
-                                          body_required=required, run_token=True)
+                                          body_required=required, run_token=True,
+                                          accepted=True)
        for name, body, required in (("heartbeat", HeartbeatRequest, False),
                                     ("progress", ProgressRequest, True),
                                     ("messages", MessageRequest, True),
