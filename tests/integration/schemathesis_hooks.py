@@ -104,6 +104,9 @@ def _beyond_the_schema(label: str, body: Any, detail: dict[str, Any]) -> bool:
         return True
     if field == "cursor":
         return reason == _CURSOR_RULE
+    if label == "POST /v1/runs/cancel-waiting":
+        # A version is of a job: job_version without job_id (a rule between two fields).
+        return field == "job_version" and reason == "needs job_id"
     if label == "POST /v1/jobs/{job_id}/dependencies":
         return field == "depends_on" and reason.startswith(_DEPENDENCY_RULES)
     if label in ("POST /v1/jobs", "PATCH /v1/jobs/{job_id}"):
