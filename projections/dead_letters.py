@@ -1,12 +1,12 @@
 """The dead-letter list's queries: a project's runs with no attempt left, newest first."""
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 import msgspec
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from projections.rows import fields_of
 from projections.tables import dead_letters, runs
 from projections.views import RunView
 
@@ -16,11 +16,6 @@ class DeadLetterView(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: datetime
     replayed_by: str | None
 
-
-def _aware(value: Any) -> Any:
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 async def list_dead_letters(engine: AsyncEngine, project_id: str, *, job_id: str | None,
@@ -47,7 +42,7 @@ async def list_dead_letters(engine: AsyncEngine, project_id: str, *, job_id: str
         rows = (await conn.execute(query)).all()
     found = []
     for row in rows:
-        fields = {str(k): _aware(v) for k, v in row._asdict().items()}
+        fields = fields_of(row)
         finished, replayed = fields.pop("dl_finished_at"), fields.pop("dl_replayed_by")
         found.append(DeadLetterView(run=msgspec.convert(fields, RunView, strict=False),
                                     finished_at=finished, replayed_by=replayed))

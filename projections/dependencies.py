@@ -1,13 +1,13 @@
 """The dependency graph's queries: a job's upstream jobs, and whether an edge closes a
 cycle (a walk downstream over the indexed edges, bounded by the project's jobs)."""
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from projections.rows import fields_of
 from projections.tables import job_dependencies
 
 
@@ -17,11 +17,6 @@ class DependencyView(msgspec.Struct, frozen=True, kw_only=True):
     condition: str
     created_at: datetime
 
-
-def _aware(value: Any) -> Any:
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 async def upstreams_of(engine: AsyncEngine, project_id: str,
@@ -33,7 +28,7 @@ async def upstreams_of(engine: AsyncEngine, project_id: str,
              .order_by(job_dependencies.c.created_at, job_dependencies.c.upstream_job_id))
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    return [msgspec.convert({str(k): _aware(v) for k, v in row._asdict().items()},
+    return [msgspec.convert(fields_of(row),
                             DependencyView) for row in rows]
 
 

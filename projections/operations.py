@@ -1,13 +1,13 @@
 """Tracked operations' queries: one operation with its parts summed (two indexed reads),
 and the ids of a project's live jobs (what a project-wide operation covers)."""
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from projections.rows import aware, fields_of
 from projections.tables import jobs, operation_parts, operations
 
 
@@ -25,11 +25,6 @@ class OperationView(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: datetime | None
 
 
-def _aware(value: Any) -> Any:
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
 
 async def get_operation(engine: AsyncEngine, project_id: str,
                         operation_id: str) -> OperationView | None:
@@ -43,8 +38,8 @@ async def get_operation(engine: AsyncEngine, project_id: str,
             select(func.count(), func.coalesce(func.sum(operation_parts.c.canceled), 0),
                    func.max(operation_parts.c.finished_at))
             .where(operation_parts.c.operation_id == operation_id))).one()
-    fields = {str(k): _aware(v) for k, v in row._asdict().items()}
-    finished = _aware(last) if done >= fields["jobs_total"] else None
+    fields = fields_of(row)
+    finished = aware(last) if done >= fields["jobs_total"] else None
     if fields["jobs_total"] == 0:
         finished = fields["created_at"]
     return msgspec.convert({**fields, "jobs_done": int(done), "canceled": int(canceled),

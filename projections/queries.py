@@ -8,6 +8,7 @@ from sqlalchemy import Row, Select, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.projector import load_offsets
+from projections.rows import aware, fields_of
 from projections.tables import (
     job_gates,
     job_positions,
@@ -31,17 +32,8 @@ __all__ = ["find_job", "get_job", "get_job_by_slug", "get_job_version", "get_run
            "job_positions_of", "list_job_versions", "list_jobs", "list_run_events", "load_offsets"]
 
 
-def _aware(value: Any) -> Any:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def _view(row: Row[Any], view: type[V]) -> V:
-    # str(): column names are quoted_name, a str subclass msgspec does not take as a key
-    return msgspec.convert({str(k): _aware(v) for k, v in row._asdict().items()}, view,
-                           strict=False)
+    return msgspec.convert(fields_of(row), view, strict=False)
 
 
 # Built once: constructing a statement costs more than running it on a hot path.
@@ -111,7 +103,7 @@ async def get_run(engine: AsyncEngine, project_id: str, run_id: str) -> RunView 
     holds = Holds(max_concurrency=spec.get("max_concurrency"),
                   max_concurrency_per_key=spec.get("max_concurrency_per_key"),
                   job_running=job_running or 0, key_running=key_running or 0,
-                  held_reason=held_reason, held_until=_aware(held_until))
+                  held_reason=held_reason, held_until=aware(held_until))
     reason = waiting_reason(view.status, view.concurrency_key, holds, datetime.now(UTC))
     return msgspec.structs.replace(view, waiting_reason=reason)
 

@@ -30,9 +30,10 @@ from schemas.callbacks import (
 from services.api.auth import run_caller
 from services.api.body import decode_body
 from services.api.context import ApiContext
-from services.api.errors import invalid, not_found
+from services.api.errors import invalid
 from services.api.ids import new_command_id, new_run_id
-from services.api.payload_schema import PayloadInvalid, validate_payload
+from services.api.jobs import NO_SUCH_JOB
+from services.api.triggers import check_payload
 from services.domain.commands import (
     Command,
     LogRunMessage,
@@ -118,14 +119,8 @@ async def spawn_child(request: Request[Any, Any, Any], run_id: FromPath[str]) ->
     ctx: ApiContext = request.app.state.ctx
     job = await find_job_view(ctx.engine, claims.project_id, data.job_id)
     if job is None:
-        raise not_found("job", data.job_id)
-    schema = job.spec.get("payload_schema")
-    if schema is not None:
-        try:
-            await validate_payload(schema, data.payload)
-        except PayloadInvalid as exc:
-            raise invalid(exc.path, f"does not match the job's payload_schema: "
-                                    f"{exc.reason}") from None
+        raise invalid("job_id", NO_SUCH_JOB)
+    await check_payload(job, data.payload)
     parent = await get_run(ctx.engine, claims.project_id, claims.run_id)
     child_id = new_run_id()
     await ctx.accepted(SpawnChild(**_common(claims), child_job_id=job.id, child_run_id=child_id,

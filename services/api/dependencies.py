@@ -17,10 +17,8 @@ from services.api.body import decode_body
 from services.api.context import ApiContext
 from services.api.errors import invalid
 from services.api.ids import new_command_id
-from services.api.jobs import find_job
+from services.api.jobs import NO_SUCH_JOB, find_job
 from services.domain.commands import AddDependent, RemoveDependent
-
-NO_SUCH_JOB = "no job of this project has this id or slug"
 
 
 @post("/v1/jobs/{job_id:str}/dependencies", status_code=201,

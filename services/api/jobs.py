@@ -27,6 +27,9 @@ from services.domain.versions import version_id_for
 from services.runtoken import run_token
 
 SECRET_MASK = "********"
+# A body that names a job the project does not have (a reference that does not hold,
+# not a missing resource: 422 on the field).
+NO_SUCH_JOB = "no job of this project has this id or slug"
 
 
 def job_response(view: JobView) -> JobResponse:

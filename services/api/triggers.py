@@ -2,6 +2,7 @@
 a retry cap not below its first delay, the job's payload_schema), and who asked."""
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from events.types import RunOverrides
 from projections.views import JobView
@@ -34,6 +35,18 @@ def _start_of(data: TriggerRunRequest, now: datetime) -> datetime | None:
     return data.scheduled_at
 
 
+async def check_payload(job: JobView, payload: Any) -> None:
+    """422 naming the path where ``payload`` breaks the job's payload_schema."""
+    schema = job.spec.get("payload_schema")
+    if schema is None:
+        return
+    try:
+        await validate_payload(schema, payload)
+    except PayloadInvalid as exc:
+        raise invalid(exc.path, f"does not match the job's payload_schema: "
+                                f"{exc.reason}") from None
+
+
 async def trigger_command(key: ApiKey, job: JobView, data: TriggerRunRequest, *,
                           command_id: str, run_id: str, now: datetime,
                           batch_id: str | None = None) -> TriggerRun:
@@ -43,13 +56,7 @@ async def trigger_command(key: ApiKey, job: JobView, data: TriggerRunRequest, *,
     if initial is not None and cap is not None and cap < initial:
         raise invalid("retry_max_delay_secs", "must not be below retry_initial_delay_secs")
     scheduled = _start_of(data, now)
-    schema = job.spec.get("payload_schema")
-    if schema is not None:
-        try:
-            await validate_payload(schema, data.payload)
-        except PayloadInvalid as exc:
-            raise invalid(exc.path, f"does not match the job's payload_schema: "
-                                    f"{exc.reason}") from None
+    await check_payload(job, data.payload)
     return TriggerRun(command_id=command_id, project_id=key.project_id, job_id=job.id,
                       issued_at=now, actor=key.role, run_id=run_id, payload=data.payload,
                       metadata=data.metadata, priority=data.priority,
