@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
-from sqlalchemy import Row, Select, bindparam, or_, select
+from sqlalchemy import Row, Select, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.projector import load_offsets
@@ -190,6 +190,30 @@ async def run_statuses(engine: AsyncEngine, project_id: str,
                 runs.c.project_id == project_id, runs.c.id.in_(run_ids[i:i + 500])))
             found.update((str(rid), str(status)) for rid, status in rows)
     return found
+
+
+# The most reserved run ids one usage read looks up (the rest count as not yet visible:
+# counted twice at worst, which refuses early and never lets a run past a quota).
+MAX_RESERVED_LOOKUP = 20_000
+
+
+async def project_usage(engine: AsyncEngine, project_id: str, day: str,
+                        reserved: list[str]) -> tuple[Usage, int]:
+    """What counts against the project's quotas on ``day``, and how many of the
+    ``reserved`` run ids the read model already has, in ONE statement: the projector
+    writes a run's row and its counts in one transaction, so a run is either in both or
+    in neither, and the caller counts each reserved run exactly once."""
+    ids = reserved[:MAX_RESERVED_LOOKUP]
+    waiting = (select(project_waiting.c.running)
+               .where(project_waiting.c.project_id == project_id).scalar_subquery())
+    today = (select(project_days.c.running)
+             .where((project_days.c.project_id == project_id) & (project_days.c.day == day))
+             .scalar_subquery())
+    seen = (select(func.count()).select_from(runs).where(runs.c.id.in_(ids))
+            .scalar_subquery())
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(waiting, today, seen))).one()
+    return Usage(queued_runs=int(row[0] or 0), runs_today=int(row[1] or 0)), int(row[2] or 0)
 
 
 async def project_quotas_and_usage(engine: AsyncEngine, project_id: str,

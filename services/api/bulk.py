@@ -64,8 +64,8 @@ async def trigger_bulk(request: Request[Any, Any, Any],
         except ApiError as error:
             results[index] = _rejected(index, error)
 
-    admission, refusals = await ctx.quota_guard.admit(ctx.engine, key.project_id,
-                                                      len(commands))
+    admission, refusals = await ctx.quota_guard.admit(
+        ctx.engine, key.project_id, [c.run_id for c in commands.values()])
     for index, refused in zip(list(commands), refusals, strict=True):
         if refused is not None:
             results[index] = _rejected(index, quota_error(refused))

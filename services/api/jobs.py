@@ -119,7 +119,7 @@ async def submit_trigger(request: Request[Any, Any, Any], ctx: ApiContext, key: 
     idempotency key's earlier run (200), or 202 past the wait bound."""
     run_id = command.run_id
     guard = ctx.quota_guard
-    admission, (refused,) = await guard.admit(ctx.engine, key.project_id, 1)
+    admission, (refused,) = await guard.admit(ctx.engine, key.project_id, [run_id])
     if refused is not None:
         raise quota_error(refused)
     guard.release_later(admission, ctx.settings.command_wait_secs)

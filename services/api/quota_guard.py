@@ -3,11 +3,14 @@
 
 The counts come from the read model (``project_waiting``, ``project_days``), which lags
 the processor by a moment, so the API adds what it has sent and not yet seen there: a
-reservation per admitted run, dropped once the run is visible (or refused, or after the
-wait bound). A per-project lock is held while counting and reserving, and a reservation
-is dropped under it too, so that concurrent triggers are each counted at least once:
-50 at once against room for 5 make 5 runs. The reservations are this API process's:
-with several API processes, each adds only its own (see the README).
+reservation per admitted run id. The counts and which reserved runs the read model
+already holds are read in one statement (a run's row and its counts are written in one
+transaction), so each run counts exactly once: not at all before it is admitted, as a
+reservation until its row exists, in the counts after. A per-project lock is held while
+counting and reserving: 50 triggers at once against room for 5 make exactly 5 runs.
+Reservations are dropped once the run is visible, refused, or past the wait bound. They
+are this API process's: with several API processes, each adds only its own (see the
+README).
 """
 
 import asyncio
@@ -16,7 +19,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.queries import project_quotas_and_usage
+from projections.queries import project_quotas_and_usage, project_usage
 from services.api.cache import TtlCache
 from services.api.visibility import ProjectionWatcher as Watcher
 from services.domain.quotas import QuotaExceeded, Quotas, Usage, refusal
@@ -27,8 +30,12 @@ class Admission:
     """Runs admitted for a project and reserved until they are visible."""
 
     project_id: str
-    runs: int
+    run_ids: list[str]
     released: bool = False
+
+    @property
+    def runs(self) -> int:
+        return len(self.run_ids)
 
 
 @dataclass
@@ -36,7 +43,8 @@ class QuotaGuard:
     # The quotas as last read, per project (Quotas(): none set), for a few seconds: a
     # change takes effect within that bound (at once on the API that made it).
     quotas: TtlCache[Quotas] = field(default_factory=TtlCache)
-    reserved: dict[str, int] = field(default_factory=dict)
+    # project -> the admissions it holds, by id(): their run ids are reserved.
+    reserved: dict[str, dict[int, Admission]] = field(default_factory=dict)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     # Releases waiting for visibility (kept so they are not collected while they wait).
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -49,27 +57,32 @@ class QuotaGuard:
             self.quotas.put((project_id, ""), found)
         return found
 
-    async def admit(self, engine: AsyncEngine, project_id: str,
-                    wanted: int) -> tuple[Admission | None, list[QuotaExceeded | None]]:
-        """Admit up to ``wanted`` runs one by one: for each, None (admitted) or why not.
-        The admitted ones are reserved (release the Admission once they are visible)."""
+    async def admit(self, engine: AsyncEngine, project_id: str, run_ids: list[str],
+                    ) -> tuple[Admission | None, list[QuotaExceeded | None]]:
+        """Admit the runs one by one: for each, None (admitted) or why not. The admitted
+        ones are reserved (release the Admission once they are visible)."""
         quotas = await self._quotas(engine, project_id)
         if quotas == Quotas():
-            return None, [None] * wanted
+            return None, [None] * len(run_ids)
         async with self.locks.setdefault(project_id, asyncio.Lock()):
             now = datetime.now(UTC)
-            _, usage = await project_quotas_and_usage(engine, project_id, today(now))
-            pending = self.reserved.get(project_id, 0)
+            held = self.reserved.setdefault(project_id, {})
+            reserved = [rid for admission in held.values() for rid in admission.run_ids]
+            usage, visible = await project_usage(engine, project_id, today(now), reserved)
+            pending = len(reserved) - visible
             answers: list[QuotaExceeded | None] = []
-            taken = 0
-            for _ in range(wanted):
-                counted = Usage(queued_runs=usage.queued_runs + pending + taken,
-                                runs_today=usage.runs_today + pending + taken)
+            admitted: list[str] = []
+            for run_id in run_ids:
+                taken = pending + len(admitted)
+                counted = Usage(queued_runs=usage.queued_runs + taken,
+                                runs_today=usage.runs_today + taken)
                 why = refusal(quotas, counted, 1, now)
                 answers.append(why)
-                taken += why is None
-            self.reserved[project_id] = pending + taken
-        admission = Admission(project_id, taken)
+                if why is None:
+                    admitted.append(run_id)
+            admission = Admission(project_id, admitted)
+            if admitted:
+                held[id(admission)] = admission
         return admission, answers
 
     async def release(self, admission: Admission | None) -> None:
@@ -78,10 +91,9 @@ class QuotaGuard:
             return
         admission.released = True
         async with self.locks.setdefault(admission.project_id, asyncio.Lock()):
-            left = self.reserved.get(admission.project_id, 0) - admission.runs
-            if left > 0:
-                self.reserved[admission.project_id] = left
-            else:
+            held = self.reserved.get(admission.project_id, {})
+            held.pop(id(admission), None)
+            if not held:
                 self.reserved.pop(admission.project_id, None)
 
     def release_once_visible(self, admission: Admission | None, watcher: Watcher, job_id: str,
