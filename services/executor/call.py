@@ -159,6 +159,7 @@ async def _attempt(session: aiohttp.ClientSession, order: DispatchOrder, url: st
     body = msgspec.json.encode(order.payload)
     # aiohttp reads 0 as "no timeout": an order must never hold a slot forever.
     timeout = aiohttp.ClientTimeout(total=max(order.timeout_secs, 1))
+    timings.started()
     try:
         async with session.post(url, data=body, headers=headers_for(order, token),
                                 timeout=timeout, allow_redirects=False,

@@ -89,9 +89,10 @@ class Executor:
         self._group_id = group_id
         self._max_in_flight = max(1, max_in_flight)
         self._token_secret = token_secret
-        # Idempotency key of each attempt being called -> set when a cancel notice for it
-        # arrives: the call is abandoned and the attempt reported stopped.
-        self._cancels: dict[str, asyncio.Event] = {}
+        # Idempotency key of each attempt being called -> the task calling it: a cancel
+        # notice for the attempt cancels the call, and the attempt is reported stopped.
+        self._calls: dict[str, asyncio.Task[None]] = {}
+        self._stop_asked: set[str] = set()
         self._partitions: dict[TopicPartition, PartitionProgress] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # Idempotency key (or a record's own key for unreadable ones) -> the offsets that
@@ -181,8 +182,9 @@ class Executor:
             return
         key = order.work_key
         if order.kind == "cancel":
-            if (asked := self._cancels.get(order.idempotency_key)) is not None:
-                asked.set()
+            if (calling := self._calls.get(order.idempotency_key)) is not None:
+                self._stop_asked.add(order.idempotency_key)
+                calling.cancel()
         if key in self._recent:
             progress.finished(record.offset)
             self._changed = True
@@ -227,24 +229,23 @@ class Executor:
     async def _call(self, order: DispatchOrder) -> Report:
         """Call the endpoint, unless a cancel notice for the attempt comes first: then stop
         waiting and report the attempt stopped (its run is canceling)."""
-        taken = time.perf_counter()
-        asked = self._cancels.setdefault(order.idempotency_key, asyncio.Event())
-        call = asyncio.ensure_future(call_endpoint(self._session, order, self._allowed,
-                                                   self._token(order), taken))
-        waiter = asyncio.ensure_future(asked.wait())
+        key = order.idempotency_key
+        task = asyncio.current_task()
+        assert task is not None
+        self._calls[key] = task
         try:
-            await asyncio.wait({call, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            return await call_endpoint(self._session, order, self._allowed,
+                                       self._token(order), time.perf_counter())
+        except asyncio.CancelledError:
+            if key not in self._stop_asked or task.cancelling() > 1:
+                raise  # the executor is stopping: not done, carried out again later
+            task.uncancel()
+            stopped = AttemptFailure(kind="canceled", retryable=False,
+                                     message="the executor stopped waiting: cancel requested")
+            return failure_report(order, stopped)
         finally:
-            self._cancels.pop(order.idempotency_key, None)
-            waiter.cancel()
-            if not call.done():
-                call.cancel()
-        if call.done() and not call.cancelled():
-            return call.result()
-        await asyncio.gather(call, return_exceptions=True)
-        stopped = AttemptFailure(kind="canceled", retryable=False,
-                                 message="the executor stopped waiting: cancel requested")
-        return failure_report(order, stopped)
+            self._calls.pop(key, None)
+            self._stop_asked.discard(key)
 
     async def _report(self, command: Command) -> None:
         try:

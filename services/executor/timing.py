@@ -25,6 +25,11 @@ class Timings:
     body: float | None = None  # the response's body was read
     ended: float = 0.0
 
+    def started(self) -> None:
+        """A request (the first, or the fallback's) is about to go out."""
+        self.request = self.request or time.perf_counter()
+        self.connect_start = self.connect_end = self.sent = self.headers = None
+
     @staticmethod
     def span(start: float | None, end: float | None) -> float | None:
         if start is None or end is None:
@@ -41,12 +46,6 @@ class Timings:
 def _timings(context: SimpleNamespace) -> Timings | None:
     found = context.trace_request_ctx
     return found if isinstance(found, Timings) else None
-
-
-async def _request_start(session: Any, context: SimpleNamespace, params: Any) -> None:
-    if (t := _timings(context)) is not None:
-        t.request = t.request or time.perf_counter()
-        t.connect_start = t.connect_end = t.sent = t.headers = None
 
 
 async def _connect_start(session: Any, context: SimpleNamespace, params: Any) -> None:
@@ -72,7 +71,6 @@ async def _request_end(session: Any, context: SimpleNamespace, params: Any) -> N
 
 def trace_config() -> aiohttp.TraceConfig:
     config = aiohttp.TraceConfig()
-    config.on_request_start.append(_request_start)
     config.on_connection_create_start.append(_connect_start)
     config.on_connection_create_end.append(_connect_end)
     config.on_request_headers_sent.append(_headers_sent)
