@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -116,7 +117,11 @@ runs = Table(
     # a parent shows counters + child_counters.
     Column("child_counters", JSON),
     Index("ix_runs_project_job_created", "project_id", "job_id", "created_at"),
-    Index("ix_runs_parent", "parent_run_id"),
+    # Only children are indexed: most runs have no parent, and an index entry per run
+    # is a B-tree write on every trigger for nothing.
+    Index("ix_runs_parent", "parent_run_id",
+          sqlite_where=text("parent_run_id IS NOT NULL"),
+          postgresql_where=text("parent_run_id IS NOT NULL")),
     Index("ix_runs_project_status", "project_id", "status"),
 )
 
