@@ -6,6 +6,7 @@ Identifiers a client sent are echoed truncated, so a 100 KB id is not sent back.
 """
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -89,6 +90,9 @@ def on_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[Err
     return _respond(request, exc)
 
 
+_MISSING = re.compile(r"Missing required \w+ parameter '([^']{1,64})'")
+
+
 def on_http_exception(request: Request[Any, Any, Any],
                       exc: HTTPException) -> Response[ErrorBody]:
     """Litestar's own errors (unknown route, wrong method, body too large, bad path
@@ -101,6 +105,9 @@ def on_http_exception(request: Request[Any, Any, Any],
             if isinstance(problem, dict):
                 details.append(ErrorDetail(field=str(problem.get("key") or "request"),
                                            reason=str(problem.get("message") or "invalid")))
+        if not details and (missing := _MISSING.match(exc.detail or "")) is not None:
+            # Litestar names a missing required parameter in its message only.
+            details.append(ErrorDetail(field=missing.group(1), reason="required"))
     message = exc.detail if status < 500 else "internal error"
     headers = dict(exc.headers or {})
     return _respond(request, ApiError(status, message, details=details, headers=headers))

@@ -77,6 +77,10 @@ async def test_a_dependency_chain_runs_in_order_with_its_lineage(
         assert len(await runs_of_job(client, endpoint, b["id"])) == 1
         gone = await client.delete(f"/v1/jobs/{b['id']}/dependencies/{a['id']}")
         assert gone.status_code == 404
+        unnamed = await client.delete(f"/v1/jobs/{b['id']}/dependencies")
+        assert unnamed.status_code == 422
+        assert unnamed.json()["error"]["details"] == [{"field": "depends_on",
+                                                       "reason": "required"}]
 
 
 async def spawn(ready_stack: RunningStack, token: str, parent: str, job_id: str,
