@@ -70,7 +70,8 @@ def follow_ups(state: Aggregate, command: Command, events: list[RunEvent]) -> li
                                        run_id=child.run_id, by_system=True,
                                        reason=f"parent run {run.run_id} canceled"))
         elif (met := _MET_BY.get(type(event))) is not None:
-            if run.lineage_depth + 1 > MAX_LINEAGE_DEPTH:
+            # Most jobs have no dependents: an ending costs them nothing more.
+            if not state.job.dependents or run.lineage_depth + 1 > MAX_LINEAGE_DEPTH:
                 continue
             status = event.status if isinstance(event, RunFailed) else (
                 "completed" if isinstance(event, RunCompleted) else "crashed")
