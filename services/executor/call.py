@@ -6,6 +6,7 @@ deep) becomes an AttemptFailure with a reason; nothing an endpoint answers raise
 """
 
 import asyncio
+import functools
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from services.addresses import Network, UrlRefused, check_endpoint_url
 from services.domain import ReportAttemptFailed, ReportAttemptSucceeded
 from services.domain.commands import ReportAttemptAccepted
 from services.executor.guard import AddressRefused, SocketFactory, make_connector, plain_socket
-from services.executor.timing import Timings, trace_config
+from services.executor.timing import Timings, current_timings
 
 # The body read and the result kept are bounded: the result travels in the report command,
 # the event and the outcome, each a Kafka record (1 MB by default), so half of that.
@@ -63,9 +64,19 @@ def open_session(allowed: Sequence[Network], limit: int, *,
         cookie_jar=aiohttp.DummyCookieJar(),
         # No proxy or netrc from the environment: the address rule must see the target.
         trust_env=False,
-        # Where each call's time goes (the attempt's execution_trace).
-        trace_configs=[trace_config()],
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def url_refusal(url: str, allowed: tuple[Network, ...]) -> str | None:
+    """Why the address rule refuses ``url`` as written, or None. Remembered: a job's URL is
+    called on every attempt, and the strict parse reads it character by character (the
+    connect-time check of the resolved address is made on every call regardless)."""
+    try:
+        check_endpoint_url(url, allowed)
+    except UrlRefused as exc:
+        return exc.reason
+    return None
 
 
 def headers_for(order: DispatchOrder, token: str | None = None) -> dict[str, str]:
@@ -152,18 +163,18 @@ def _ms(secs: float) -> float:
 async def _attempt(session: aiohttp.ClientSession, order: DispatchOrder, url: str,
                    allowed: Sequence[Network], token: str | None,
                    timings: Timings) -> AttemptFailure | Accepted | tuple[int, Any]:
-    try:
-        check_endpoint_url(url, allowed)
-    except UrlRefused as exc:
-        return AttemptFailure(kind="refused", message=exc.reason, retryable=False)
+    if (refused := url_refusal(url, tuple(allowed))) is not None:
+        return AttemptFailure(kind="refused", message=refused, retryable=False)
     body = msgspec.json.encode(order.payload)
     # aiohttp reads 0 as "no timeout": an order must never hold a slot forever.
     timeout = aiohttp.ClientTimeout(total=max(order.timeout_secs, 1))
     timings.started()
+    # Read by the connector, in this task, if the call opens a connection.
+    entered = current_timings.set(timings)
     try:
         async with session.post(url, data=body, headers=headers_for(order, token),
-                                timeout=timeout, allow_redirects=False,
-                                trace_request_ctx=timings) as response:
+                                timeout=timeout, allow_redirects=False) as response:
+            timings.headers = time.perf_counter()
             outcome = await _outcome_of(response)
             timings.body = time.perf_counter()
             return outcome
@@ -181,6 +192,8 @@ async def _attempt(session: aiohttp.ClientSession, order: DispatchOrder, url: st
         return AttemptFailure(kind="refused", message=f"invalid URL: {exc}", retryable=False)
     except aiohttp.ClientError as exc:
         return AttemptFailure(kind="connection", message=f"{type(exc).__name__}: {exc}")
+    finally:
+        current_timings.reset(entered)
 
 
 async def send_cancel_notice(session: aiohttp.ClientSession, order: DispatchOrder,
@@ -188,10 +201,8 @@ async def send_cancel_notice(session: aiohttp.ClientSession, order: DispatchOrde
     """POST the notice that the attempt was asked to stop; the endpoint should stop and
     report (fail or complete). Best effort, once: the run ends at its cancel deadline
     anyway. Returns why it could not be delivered, or None."""
-    try:
-        check_endpoint_url(order.endpoint_url, allowed)
-    except UrlRefused as exc:
-        return exc.reason
+    if (refused := url_refusal(order.endpoint_url, tuple(allowed))) is not None:
+        return refused
     headers = {**headers_for(order, token), "X-Jobledger-Notice": "cancel"}
     body = msgspec.json.encode({"type": "run.cancel_requested", "run_id": order.run_id,
                                 "attempt": order.attempt, "reason": order.reason})

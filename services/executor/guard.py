@@ -18,11 +18,11 @@ import socket
 from collections.abc import Callable, Sequence
 
 from aiohappyeyeballs import AddrInfoType
-from aiohttp import TCPConnector
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from services.addresses import LOOPBACKS, Network, address_refusal, is_localhost
+from services.executor.timing import TimedConnector
 
 SocketFactory = Callable[[AddrInfoType], socket.socket]
 
@@ -102,10 +102,11 @@ def guarded_socket_factory(allowed: Sequence[Network],
 
 def make_connector(allowed: Sequence[Network], limit: int, *,
                    resolver: AbstractResolver | None = None,
-                   create_socket: SocketFactory = plain_socket) -> TCPConnector:
+                   create_socket: SocketFactory = plain_socket) -> TimedConnector:
     """One pool for every call: connections are reused, at most ``limit`` open at once
-    (the executor's in-flight bound, so no call waits for a connection slot)."""
-    return TCPConnector(
+    (the executor's in-flight bound, so no call waits for a connection slot); each new
+    connection's opening is timed for the attempt's trace."""
+    return TimedConnector(
         limit=limit,
         limit_per_host=0,
         resolver=GuardedResolver(allowed, resolver),

@@ -15,9 +15,9 @@ import msgspec
 
 from events.dispatch import DispatchOrder
 from services import webhook_secrets
-from services.addresses import Network, UrlRefused, check_endpoint_url
+from services.addresses import Network
 from services.domain.commands import Command, DisableWebhook, RecordWebhookDelivery
-from services.executor.call import MAX_ERROR_BODY_BYTES, read_capped
+from services.executor.call import MAX_ERROR_BODY_BYTES, read_capped, url_refusal
 
 # The waits before the 2nd, 3rd, ... try (5 tries over about 15 s).
 RETRY_WAITS_SECS = (1.0, 2.0, 4.0, 8.0)
@@ -76,10 +76,8 @@ def _key(order: DispatchOrder, service_secret: bytes) -> bytes | None:
 
 async def _try(session: aiohttp.ClientSession, order: DispatchOrder,
                allowed: Sequence[Network], key: bytes, body: bytes) -> _Try:
-    try:
-        check_endpoint_url(order.endpoint_url, allowed)
-    except UrlRefused as exc:
-        return _Try(permanent=True, error=exc.reason)
+    if (refused := url_refusal(order.endpoint_url, tuple(allowed))) is not None:
+        return _Try(permanent=True, error=refused)
     assert order.message_id is not None
     timestamp = int(time.time())
     headers = {"webhook-id": order.message_id, "webhook-timestamp": str(timestamp),

@@ -277,6 +277,26 @@ async def test_connections_are_reused(server: Endpoint) -> None:
     assert recorder.attempts == ["127.0.0.1"]
 
 
+async def test_only_a_new_connection_has_a_connect_time(server: Endpoint) -> None:
+    # The connector's timing seam (a private aiohttp step): if an upgrade renamed it,
+    # the first call would show no connect time.
+    session = open_session(LOOPBACK, 10, create_socket=Recorder())
+    try:
+        traces = []
+        for _ in range(2):
+            report = await call_endpoint(session, order(f"{server.base_url}/echo"), LOOPBACK)
+            assert isinstance(report, ReportAttemptSucceeded) and report.trace is not None
+            traces.append(report.trace)
+    finally:
+        await close_session(session)
+    first, second = traces
+    assert first.connect_ms is not None and first.connect_ms > 0
+    assert second.connect_ms == 0.0
+    for trace in traces:
+        assert trace.ttfb_ms is not None and trace.transfer_ms is not None
+        assert trace.dispatch_ms is not None and trace.dispatch_ms >= trace.ttfb_ms
+
+
 def test_decode_result() -> None:
     assert decode_result(b"") is None
     assert decode_result(b'{"a": [1, 2.5, null]}') == {"a": [1, 2.5, None]}
