@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -15,16 +16,30 @@ POOL_SIZE = 32
 POOL_OVERFLOW = 32
 
 
+_json_encoder = msgspec.json.Encoder()
+_json_decoder = msgspec.json.Decoder()
+
+
+def _json_text(value: Any) -> str:
+    return _json_encoder.encode(value).decode()
+
+
+# The JSON columns' codec: msgspec rather than the standard library's json, which took a
+# tenth of the projector's CPU (every row carries several JSON columns). Same values.
+JSON_CODEC: dict[str, Any] = {"json_serializer": _json_text,
+                              "json_deserializer": _json_decoder.decode}
+
+
 def make_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
-    pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
+    pool: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
     if not parsed.drivername.startswith("sqlite"):
-        return create_async_engine(url, pool_pre_ping=True, **pool)
+        return create_async_engine(url, pool_pre_ping=True, **JSON_CODEC, **pool)
     if not parsed.database or parsed.database == ":memory:":
         pool = {}  # one connection holds an in-memory database: no pool to size
     else:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30}, **pool)
+    engine = create_async_engine(url, connect_args={"timeout": 30}, **JSON_CODEC, **pool)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
