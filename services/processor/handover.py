@@ -111,6 +111,9 @@ class HandoverRecovery(Recovery):
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         app = cast(Any, self.app)
         consumer = app.consumer
+        # faust counts a rebalance the moment a revocation starts (synchronously, in the
+        # client's callback); the generation changes only once the next one is assigned.
+        rebalances = app.rebalancing_count
         self.log.info("Restore complete!")
         await app.on_rebalance_complete.send()
         self._set_recovery_ended()
@@ -120,9 +123,7 @@ class HandoverRecovery(Recovery):
         if callbacks:
             await asyncio.wait(callbacks)
         assignment = consumer.assignment()
-        if app.consumer_generation_id != generation_id:
-            self.log.warning("Recovery rebalancing again app id %s param %s",
-                             app.consumer_generation_id, generation_id)
+        if self._superseded(generation_id, rebalances):
             return
         streams = self._stream_tps(assignment)
         self._hold(streams)  # still paused: nothing is delivered from them yet
@@ -130,6 +131,12 @@ class HandoverRecovery(Recovery):
             self.log.info("Seek stream partitions to committed offsets.")
             await self._wait(consumer.perform_seek(),
                              timeout=app.conf.broker_request_timeout)
+        # A revocation that began during the seek: resuming now would hand the stream
+        # commands fetched for partitions about to move, decided while the next
+        # generation's recovery rewrites the tables under them (a job's state set back
+        # behind the events already on the log). The next generation hands over instead.
+        if self._superseded(generation_id, rebalances):
+            return
         seeked = {tp: consumer._read_offset[tp] for tp in streams}
         self.completed.set()
         # Clears the agents' queues: they can hold only records of an earlier generation,
@@ -152,6 +159,15 @@ class HandoverRecovery(Recovery):
             self.tables.on_standbys_ready()
         app.on_rebalance_end()
         self.log.info("Worker ready")
+
+    def _superseded(self, generation_id: int, rebalances: int) -> bool:
+        app = cast(Any, self.app)
+        if (app.consumer_generation_id, app.rebalancing_count) == (generation_id, rebalances):
+            return False
+        self.log.warning("Recovery of generation %s superseded (now generation %s, "
+                         "rebalance %s): not handing the streams over", generation_id,
+                         app.consumer_generation_id, app.rebalancing_count)
+        return True
 
 
 class HandoverTableManager(TableManager):
