@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from events import Envelope, encode_event
-from events.types import Event, JobCreated, JobSpec, RunCompleted, RunDispatched, RunTriggered
+from events.types import (
+    Event,
+    ExecutionTrace,
+    JobCreated,
+    JobSpec,
+    RunCompleted,
+    RunDispatched,
+    RunTriggered,
+)
 from projections.db import create_schema, make_engine
 
 Record = tuple[int, int, bytes]
@@ -68,8 +76,11 @@ def _dispatched(n: int) -> Event:
 
 
 def _completed(n: int) -> Event:
+    # As the executor reports it: with the attempt's measured trace.
+    trace = ExecutionTrace(queue_wait_ms=3.2, dequeue_ms=0.05, connect_ms=0.0, ttfb_ms=1.1,
+                           transfer_ms=0.1, dispatch_ms=1.3, total_ms=4.6)
     return RunCompleted(attempt=1, result={"ok": True, "n": n}, status_code=200,
-                        duration_ms=1.5)
+                        duration_ms=1.5, trace=trace)
 
 
 def load_apply(path: str | None) -> Callable[..., Awaitable[Any]]:
