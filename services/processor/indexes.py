@@ -213,27 +213,25 @@ class TimerIndex:
 
 class WaitingIndex:
     """Each job's waiting runs (queued or delayed) by when they were born: what a bulk
-    cancel walks, a chunk at a time, from where it got to."""
+    cancel walks, a chunk at a time, from where it got to. A run's job and birth never
+    change, so its entry is known from the run itself: no map back from runs to entries
+    (which cost a hundred bytes per queued run)."""
 
     def __init__(self) -> None:
         self._by_job: dict[str, SortedList] = {}
-        self._born: dict[str, tuple[str, int]] = {}  # run -> job, born
 
     def update(self, run: RunState) -> None:
-        waiting = run.status in (RunStatus.QUEUED, RunStatus.DELAYED)
-        old = self._born.get(run.run_id)
-        new = (run.job_id, run.born) if waiting else None
-        if old == new:
-            return
-        if old is not None:
-            del self._born[run.run_id]
-            entries = self._by_job[old[0]]
-            entries.discard((old[1], run.run_id))
+        entry = (run.born, run.run_id)
+        entries = self._by_job.get(run.job_id)
+        if run.status in (RunStatus.QUEUED, RunStatus.DELAYED):
+            if entries is None:
+                self._by_job[run.job_id] = SortedList([entry])
+            elif entry not in entries:
+                entries.add(entry)
+        elif entries is not None:
+            entries.discard(entry)
             if not entries:
-                del self._by_job[old[0]]
-        if new is not None:
-            self._born[run.run_id] = new
-            self._by_job.setdefault(run.job_id, SortedList()).add((run.born, run.run_id))
+                del self._by_job[run.job_id]
 
     def after(self, job_id: str, born: int, limit: int) -> list[str]:
         """The first ``limit`` waiting runs of the job born after ``born``."""

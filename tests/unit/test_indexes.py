@@ -6,7 +6,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.domain import RunState, RunStatus, dispatch_order
-from services.processor.indexes import ASK_AGAIN, QueueIndex, RunIndexes, TimerIndex
+from services.processor.indexes import (
+    ASK_AGAIN,
+    QueueIndex,
+    RunIndexes,
+    TimerIndex,
+    WaitingIndex,
+)
 from tests.unit.domain_support import T0, at
 
 STATUSES = st.sampled_from(list(RunStatus))
@@ -39,6 +45,25 @@ def test_queue_index_gives_the_dispatch_order_of_what_is_queued_now(
         keys = [dispatch_order(latest[rid]) for rid in got]
         assert keys == [dispatch_order(r) for r in queued[:limit]]
         assert index.first(job, limit) == got  # reading does not consume
+
+
+@given(st.lists(st.tuples(st.integers(0, 15), STATUSES, st.sampled_from(["a", "b"])),
+                max_size=80), st.integers(-1, 20), st.integers(1, 20))
+def test_the_waiting_index_gives_each_jobs_waiting_runs_by_birth(
+        updates: list[tuple[int, RunStatus, str]], after: int, limit: int) -> None:
+    index, latest = WaitingIndex(), {}
+    for number, status, job in updates:
+        run_id = f"r{number}"
+        if run_id in latest and latest[run_id].job_id != job:
+            continue  # a run never changes job, nor its birth
+        record = run(run_id, status, job, born=number)
+        latest[run_id] = record
+        index.update(record)
+    for job in ("a", "b"):
+        waiting = sorted((r.born, r.run_id) for r in latest.values() if r.job_id == job
+                         and r.status in (RunStatus.QUEUED, RunStatus.DELAYED)
+                         and r.born > after)
+        assert index.after(job, after, limit) == [rid for _, rid in waiting[:limit]]
 
 
 def test_higher_priority_first_then_first_in_first_out() -> None:
