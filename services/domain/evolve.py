@@ -116,6 +116,13 @@ def _with_run(state: Aggregate, job: JobState, before: RunState | None, run: Run
 def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
     """Apply one event; ``run_id`` is the run the event is about (from its envelope)."""
     job = replace(state.job, seq=state.job.seq + 1)
+    if event.TYPE.startswith("run."):
+        return _run_evolved(state, job, run_id, event)
+    return _job_evolved(state, job, event)
+
+
+def _job_evolved(state: Aggregate, job: JobState, event: Event) -> Aggregate:
+    """A job's or project's event (the job already at the event's seq)."""
     if isinstance(event, JobCreated):
         enabled = event.spec.enabled if event.enabled is None else event.enabled
         return replace(state, job=replace(job, spec=event.spec, version=event.version,
@@ -170,6 +177,12 @@ def evolve(state: Aggregate, run_id: str | None, event: Event) -> Aggregate:
     if isinstance(event, JobCronTicked):
         return replace(state, job=replace(job, next_tick_at=event.next_tick_at,
                                           last_tick_at=event.tick_at))
+    raise AssertionError(f"unhandled event {event!r}")
+
+
+def _run_evolved(state: Aggregate, job: JobState, run_id: str | None,
+                 event: Event) -> Aggregate:
+    """A run's event (the job already at the event's seq)."""
     assert run_id is not None, f"{type(event).__name__} needs a run id"
     if isinstance(event, RunTriggered):
         return _triggered(state, job, run_id, event)

@@ -40,7 +40,17 @@ def dependency_run_id(upstream_run_id: str, downstream_job_id: str) -> str:
     return f"run_dep_{digest[:32]}"
 
 
+# Events that may have follow-ups whatever the job; a run's ending has some only where
+# the job has dependents.
+_ALWAYS_FOLLOWED = (ProjectOperationStarted, RunChildSpawned, RunCanceled, RunCancelRequested)
+
+
 def follow_ups(state: Aggregate, command: Command, events: list[RunEvent]) -> list[Command]:
+    # Most decisions have none: say so without building anything.
+    dependents = bool(state.job.dependents)
+    if not any(isinstance(event, _ALWAYS_FOLLOWED) or (dependents and type(event) in _MET_BY)
+               for _, event in events):
+        return []
     found: list[Command] = []
     base: dict[str, Any] = {"project_id": command.project_id, "issued_at": command.issued_at,
                             "actor": "system", "awaits_outcome": False}
