@@ -143,11 +143,11 @@ async def call_endpoint(session: aiohttp.ClientSession, order: DispatchOrder,
 def trace_of(order: DispatchOrder, timings: Timings) -> ExecutionTrace:
     """The attempt's execution_trace; the queue wait by the wall clock (the processor's
     dispatch time), the rest by this process's monotonic clock."""
-    queue_wait = None
+    queue_wait, waited = None, 0.0
     if order.dispatched_at is not None:
-        waited = timings.taken_wall - order.dispatched_at.timestamp()
-        queue_wait = _ms(max(0.0, waited))
-    total = None if queue_wait is None else queue_wait + _ms(timings.ended - timings.taken)
+        waited = max(0.0, timings.taken_wall - order.dispatched_at.timestamp())
+        queue_wait = _ms(waited)
+    total = None if queue_wait is None else _ms(waited + timings.ended - timings.taken)
     return ExecutionTrace(
         queue_wait_ms=queue_wait, dequeue_ms=timings.span(timings.taken, timings.request),
         connect_ms=timings.connect_ms(), ttfb_ms=timings.span(timings.sent, timings.headers),

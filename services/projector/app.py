@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -42,6 +43,13 @@ from services.kafka import (
 log = logging.getLogger(__name__)
 
 REPORT_EVERY_SECS = 10.0
+MAX_BATCH = 1000
+# A fetch of fewer events than this waits up to LINGER_MS once for more: a transaction
+# costs about as much for 50 events as for 500 (the same pages rewritten, the same
+# statements built), so under a steady trickle a short wait buys most of the batching
+# (tests.bench.projector_apply: 240 us of CPU per event in batches of 50, 42 in 1,000).
+LINGER_BELOW = 200
+LINGER_MS = 5
 RETRY_FIRST_SECS = 0.1
 RETRY_MAX_SECS = 5.0
 
@@ -191,12 +199,11 @@ async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
         applied, reported = 0, time.monotonic()
         while not stop.is_set():
             try:
-                batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+                records = await _fetch(consumer)
             except KafkaError as exc:  # a passing fault: the broker is briefly away
                 log.warning("fetching events failed (%s); retrying", exc)
                 await asyncio.sleep(1.0)
                 continue
-            records = [(r.partition, r.offset, r.value) for rs in batches.values() for r in rs]
             if records:
                 applied += await projector.project(records)
             if time.monotonic() - reported > REPORT_EVERY_SECS:
@@ -210,3 +217,15 @@ async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
         await consumer.stop()
         await producer.stop()
         await engine.dispose()
+
+
+async def _fetch(consumer: AIOKafkaConsumer) -> list[Record]:
+    """The next batch of events: whatever is there, and if that is little, what comes
+    within LINGER_MS more."""
+    batches = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
+    records = [(r.partition, r.offset, r.value) for rs in batches.values() for r in rs]
+    if records and len(records) < LINGER_BELOW:
+        more = await consumer.getmany(timeout_ms=LINGER_MS,
+                                      max_records=MAX_BATCH - len(records))
+        records += [(r.partition, r.offset, r.value) for rs in more.values() for r in rs]
+    return records
