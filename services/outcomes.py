@@ -2,6 +2,8 @@
 
 import msgspec
 
+from services.domain.state import ItemAnswer
+
 
 class CommandOutcome(msgspec.Struct, frozen=True, kw_only=True):
     command_id: str
@@ -15,6 +17,8 @@ class CommandOutcome(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None = None
     # A trigger answered with the run its idempotency key already made (``run_id``).
     idempotency_hit: bool = False
+    # A bulk trigger's items, in order.
+    items: list[ItemAnswer] | None = None
 
 
 _encoder = msgspec.json.Encoder()

@@ -1,9 +1,10 @@
 """POST /v1/jobs/{id_or_slug}/trigger/bulk: up to 1,000 runs of one job in one request.
 
 Items are decoded and checked one by one (a bad item is answered in its place and the
-others go on), sent as one TriggerRun each (the producer batches them into few requests),
-and answered together with 201 once every accepted run is visible in the read model (or,
-item by item, "accepted" past the wait bound or at once with ``Prefer: respond-async``).
+others go on), sent together as one TriggerRuns command (or a few, to keep each inside a
+Kafka record) which the processor decides item by item, and answered together with 201
+once every accepted run is visible in the read model (or, item by item, "accepted" past
+the wait bound or at once with ``Prefer: respond-async``).
 An item whose idempotency key made a run within the job's dedup window is answered with
 that run (``idempotency_hit``) and is not counted in ``created``.
 """
@@ -27,14 +28,32 @@ from schemas.api import (
 )
 from services.api.auth import caller_of
 from services.api.body import decode_as, decode_body
-from services.api.context import ApiContext, StillPending, prefers_async
+from services.api.context import REJECTION_STATUS, ApiContext, StillPending, prefers_async
 from services.api.errors import ApiError
 from services.api.ids import new_command_id, new_run_id
 from services.api.jobs import find_job
 from services.api.quotas import quota_error
 from services.api.triggers import trigger_command
-from services.domain import TriggerRun
+from services.domain import TriggerRun, TriggerRuns, encode_command
 from services.runtoken import run_token
+
+# One bulk command stays well inside one Kafka record (1 MB by default): items past this
+# many encoded bytes go in a further command.
+MAX_COMMAND_BYTES = 512 * 1024
+
+
+def _chunks(commands: dict[int, TriggerRun]) -> list[list[int]]:
+    """The items' indexes, in order, cut into commands of at most MAX_COMMAND_BYTES."""
+    chunks: list[list[int]] = []
+    size = 0
+    for index, command in commands.items():
+        length = len(encode_command(command))
+        if not chunks or size + length > MAX_COMMAND_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(index)
+        size += length
+    return chunks
 
 
 def _rejected(index: int, error: ApiError) -> BulkItemResult:
@@ -73,24 +92,34 @@ async def trigger_bulk(request: Request[Any, Any, Any],
     ctx.quota_guard.release_later(admission, ctx.settings.command_wait_secs)
 
     deadline = time.monotonic() + ctx.settings.command_wait_secs
-    answers = await asyncio.gather(*(ctx.accepted(c, resource_id=c.run_id)
-                                     for c in commands.values()), return_exceptions=True)
+    chunks = _chunks(commands)
+    answers = await asyncio.gather(*(ctx.accepted(TriggerRuns(
+        command_id=new_command_id(), project_id=key.project_id, job_id=job.id,
+        issued_at=now, actor=key.role, items=[commands[i] for i in chunk]))
+        for chunk in chunks), return_exceptions=True)
     highest = 0
     hits: dict[int, str] = {}
-    for (index, command), answer in zip(commands.items(), answers, strict=True):
-        if isinstance(answer, ApiError):
-            results[index] = _rejected(index, answer)
-        elif isinstance(answer, BaseException) and not isinstance(answer, StillPending):
+    for chunk, answer in zip(chunks, answers, strict=True):
+        if isinstance(answer, BaseException) and not isinstance(answer, ApiError | StillPending):
             raise answer
-        elif isinstance(answer, StillPending):
-            results[index] = BulkItemResult(index=index, status="accepted", id=command.run_id)
-        else:
-            highest = max(highest, answer.seq)
-            run_id = command.run_id
-            if answer.idempotency_hit and answer.run_id is not None:
-                run_id = hits[index] = answer.run_id
-            results[index] = BulkItemResult(index=index, status="accepted", id=run_id,
-                                            idempotency_hit=index in hits)
+        for position, index in enumerate(chunk):
+            run_id = commands[index].run_id
+            if isinstance(answer, ApiError):
+                results[index] = _rejected(index, answer)
+            elif isinstance(answer, StillPending):
+                results[index] = BulkItemResult(index=index, status="accepted", id=run_id)
+            else:
+                said = (answer.items or [])[position]
+                if said.rejected:
+                    code = said.code or "conflict"
+                    results[index] = _rejected(index, ApiError(
+                        REJECTION_STATUS.get(code, 409), said.reason or "rejected", code=code))
+                    continue
+                highest = max(highest, answer.seq)
+                if said.idempotency_hit:
+                    run_id = hits[index] = said.run_id
+                results[index] = BulkItemResult(index=index, status="accepted", id=run_id,
+                                                idempotency_hit=index in hits)
     visible = (not prefers_async(request) and highest > 0 and await ctx.watcher.wait_for(
         job.id, highest, max(0.0, deadline - time.monotonic())))
     if visible:

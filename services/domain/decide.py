@@ -30,6 +30,7 @@ from services.domain.commands import (
     StartOperation,
     SweepWaitingRuns,
     TriggerRun,
+    TriggerRuns,
     UpdateJob,
     WakeJob,
     project_stream,
@@ -81,6 +82,9 @@ def decide(state: Aggregate, command: Command,
     match command:
         case TriggerRun():
             return decide_trigger(state, command)
+        case TriggerRuns():
+            # Each item is a TriggerRun of its own (handle: operations.bulk_trigger).
+            return Rejection("invalid", "a bulk trigger is decided item by item")
         case FireDueTimers():
             return decide_fire_timers(state, command, now)
         case EnableJob() | DisableJob():

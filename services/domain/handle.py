@@ -13,16 +13,25 @@ from services.domain.commands import (
     LogRunMessage,
     RecordHeartbeat,
     ReportProgress,
+    TriggerRuns,
 )
 from services.domain.decide import decide
 from services.domain.evolve import evolve
+from services.domain.operations.bulk_trigger import trigger_each
 from services.domain.operations.delete_job import drain
 from services.domain.operations.followups import follow_ups
 from services.domain.operations.hold import Taken, key_held_until, rehold, start_room, take
 from services.domain.operations.reschedule import reschedule
 from services.domain.operations.sweep import step as sweep_step
 from services.domain.results import Duplicate, Rejection, RunEvent
-from services.domain.state import Aggregate, Answer, RunStatus, dispatch_order, lane_of
+from services.domain.state import (
+    Aggregate,
+    Answer,
+    ItemAnswer,
+    RunStatus,
+    dispatch_order,
+    lane_of,
+)
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -44,17 +53,21 @@ def handle(state: Aggregate, command: Command) -> Decision:
     again: a repeat gets the first answer and causes nothing.
     """
     now = command.issued_at
-    outcome = decide(state, command, now)
-    if isinstance(outcome, Rejection):
-        answer = Answer(seq=state.job.seq, rejected=True, code=outcome.code, reason=outcome.reason)
-        return Decision([], state, answer)
-    if isinstance(outcome, Duplicate):
-        answer = Answer(seq=state.job.seq, run_id=outcome.run_id, idempotency_hit=True)
-        return Decision([], state, answer)
-
-    events = list(outcome)
-    for run_id, event in outcome:
-        state = evolve(state, run_id, event)
+    items: list[ItemAnswer] | None = None
+    if isinstance(command, TriggerRuns):
+        state, events, items = trigger_each(state, command, now)
+    else:
+        outcome = decide(state, command, now)
+        if isinstance(outcome, Rejection):
+            answer = Answer(seq=state.job.seq, rejected=True, code=outcome.code,
+                            reason=outcome.reason)
+            return Decision([], state, answer)
+        if isinstance(outcome, Duplicate):
+            answer = Answer(seq=state.job.seq, run_id=outcome.run_id, idempotency_hit=True)
+            return Decision([], state, answer)
+        events = list(outcome)
+        for run_id, event in outcome:
+            state = evolve(state, run_id, event)
     for run_id, event in [*drain(state), *sweep_step(state)]:
         state = evolve(state, run_id, event)
         events.append((run_id, event))
@@ -82,7 +95,7 @@ def handle(state: Aggregate, command: Command) -> Decision:
         events.append((rid, event))
 
     run_id = getattr(command, "run_id", None)
-    answer = Answer(seq=state.job.seq, run_id=run_id, code=_note(state, command))
+    answer = Answer(seq=state.job.seq, run_id=run_id, code=_note(state, command), items=items)
     return Decision(events, state, answer, follow_ups(state, command, events))
 
 

@@ -118,6 +118,17 @@ class KeyState(msgspec.Struct, frozen=True, kw_only=True):
         return bool(self.queued or self.running)
 
 
+class ItemAnswer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """How one item of a bulk trigger (TriggerRuns) was answered."""
+
+    run_id: str
+    rejected: bool = False
+    code: str | None = None
+    reason: str | None = None
+    # The item's idempotency key named a run of the dedup window (``run_id``).
+    idempotency_hit: bool = False
+
+
 class Answer(msgspec.Struct, frozen=True, kw_only=True):
     """How a command was answered; the processor keeps it by command id so that a repeated
     command gets the same answer and no second effect."""
@@ -129,6 +140,8 @@ class Answer(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None = None
     # The trigger's idempotency key named a run of the dedup window (``run_id``).
     idempotency_hit: bool = False
+    # A bulk trigger's items, in order.
+    items: list[ItemAnswer] | None = None
 
 
 class DedupRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -49,6 +49,7 @@ from services.domain.commands import (
     FireDueTimers,
     SweepWaitingRuns,
     TriggerRun,
+    TriggerRuns,
     UpdateJob,
 )
 from services.domain.operations.delete_job import DRAIN_CHUNK
@@ -224,26 +225,37 @@ def load(store: StateStore, command: Command) -> Aggregate:
             for rid in store.lane(job.job_id, key, count):
                 if rid not in runs and (run := store.get_run(rid)) is not None:
                     runs[rid] = run
+    triggers = _triggers_of(command)
     lanes = {lane_of(run) for run in runs.values()}
-    if isinstance(command, TriggerRun):
-        lanes.add(command.concurrency_key or "")
+    lanes.update(trigger.concurrency_key or "" for trigger in triggers)
     keys = {key: record for key in lanes
             if (record := store.get_key(job.job_id, key)) is not None}
     dedup: dict[str, DedupRecord] = {}
-    if isinstance(command, TriggerRun) and (idem := command.idempotency_key) is not None:
-        if (found := store.get_dedup(job.job_id, idem)) is not None:
-            dedup[idem] = found
+    for trigger in triggers:
+        if (idem := trigger.idempotency_key) is not None and idem not in dedup:
+            if (found := store.get_dedup(job.job_id, idem)) is not None:
+                dedup[idem] = found
     rates: dict[tuple[str, str], RateCounter] = {}
-    # The metadata of every run this command may start: the loaded ones and a new one.
+    # The metadata of every run this command may start: the loaded ones and new ones.
     metadata = [run.metadata for run in runs.values()]
-    if isinstance(command, TriggerRun) and job.spec is not None:
-        metadata.append({**job.spec.default_run_metadata, **command.metadata})
+    if job.spec is not None:
+        metadata += [{**job.spec.default_run_metadata, **trigger.metadata}
+                     for trigger in triggers]
     for rate_key in job.spec.rate_limit_keys if job.spec is not None else ():
         for value in {v for m in metadata if (v := m.get(rate_key.name)) is not None}:
             if (counter := store.get_rate(job.job_id, rate_key.name, value)) is not None:
                 rates[(rate_key.name, value)] = counter
     return Aggregate(job=job, runs=runs, keys=keys, dedup=dedup, rates=rates,
                      sweep_chunk=sweep_chunk, sweep_more=sweep_more)
+
+
+def _triggers_of(command: Command) -> list[TriggerRun]:
+    """The new runs a command asks for: a trigger's one, a bulk trigger's items."""
+    if isinstance(command, TriggerRun):
+        return [command]
+    if isinstance(command, TriggerRuns):
+        return command.items
+    return []
 
 
 def _sweep_chunk(store: StateStore, job: JobState, command: Command) -> tuple[list[str], bool]:
@@ -373,7 +385,7 @@ def _outcome(command: Command, answer: Answer) -> Record:
     outcome = CommandOutcome(command_id=command.command_id, job_id=command.job_id,
                              seq=answer.seq, run_id=answer.run_id, rejected=answer.rejected,
                              code=answer.code, reason=answer.reason,
-                             idempotency_hit=answer.idempotency_hit)
+                             idempotency_hit=answer.idempotency_hit, items=answer.items)
     return command.job_id, encode_outcome(outcome)
 
 
@@ -525,6 +537,10 @@ def _records(
     records: list[Record] = []
     orders: list[Record] = []
     spec = after.job.spec
+    correlation = getattr(command, "correlation_id", None)
+    # A bulk trigger's runs each carry their own item's correlation id.
+    correlations = ({item.run_id: item.correlation_id for item in command.items}
+                    if isinstance(command, TriggerRuns) else {})
     for index, (run_id, event) in enumerate(events):
         envelope = Envelope(
             event_id=f"{command.command_id}:{index}",
@@ -536,7 +552,7 @@ def _records(
             occurred_at=command.issued_at,
             command_id=command.command_id,
             run_id=run_id,
-            correlation_id=getattr(command, "correlation_id", None),
+            correlation_id=correlations.get(run_id, correlation) if run_id else correlation,
         )
         records.append((command.job_id, encode_event(envelope, event)))
         if isinstance(event, RunDispatched) and run_id is not None and spec is not None:
