@@ -75,6 +75,7 @@ from projections.tables import (
     project_quotas,
     projector_offsets,
     run_events,
+    run_labels,
     runs,
 )
 
@@ -345,6 +346,8 @@ class _Fold:
         write_gates(conn, self.new_runs.values(), self.changed_runs)
         if self.new_runs:
             conn.execute(insert(runs), list(self.new_runs.values()))
+            if labels := _labels(self.new_runs.values()):
+                conn.execute(insert(run_labels), labels)
         _update_by_id(conn, runs, self.changed_runs)
         if self.events:
             conn.execute(insert(run_events), self.events)
@@ -368,6 +371,15 @@ class _Fold:
         for project_id, row in self.quotas.items():
             conn.execute(delete(project_quotas).where(project_quotas.c.project_id == project_id))
             conn.execute(insert(project_quotas), [row])
+
+
+def _labels(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The run_labels rows of new runs: a row per tag and per metadata entry."""
+    return [{"project_id": row["project_id"], "kind": kind, "key": key, "value": value,
+             "run_id": row["id"]}
+            for row in rows
+            for kind, entries in (("tag", row["tags"]), ("meta", row["metadata"]))
+            for key, value in (entries or {}).items()]
 
 
 def _update_by_id(conn: Connection, table: Table, changed: dict[str, dict[str, Any]]) -> None:

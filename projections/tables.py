@@ -17,6 +17,12 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+
+def _where_set(name: str, column: str, *columns: str) -> Index:
+    """An index on ``columns`` of the rows whose ``column`` is set."""
+    where = text(f"{column} IS NOT NULL")
+    return Index(name, *columns, sqlite_where=where, postgresql_where=where)
+
 jobs = Table(
     "jobs", metadata,
     Column("id", String(64), primary_key=True),
@@ -116,13 +122,30 @@ runs = Table(
     # The sum of the counters of the run's children (each its own plus its children's):
     # a parent shows counters + child_counters.
     Column("child_counters", JSON),
-    Index("ix_runs_project_job_created", "project_id", "job_id", "created_at"),
-    # Only children are indexed: most runs have no parent, and an index entry per run
-    # is a B-tree write on every trigger for nothing.
-    Index("ix_runs_parent", "parent_run_id",
-          sqlite_where=text("parent_run_id IS NOT NULL"),
-          postgresql_where=text("parent_run_id IS NOT NULL")),
-    Index("ix_runs_project_status", "project_id", "status"),
+    # The run list's filters and sorts (projections.run_list), each served by an index
+    # that ends in the keyset's columns. Columns most runs leave empty are indexed only
+    # where set: an entry per run would be a B-tree write on every trigger for nothing.
+    Index("ix_runs_project_created", "project_id", "created_at", "id"),
+    Index("ix_runs_project_job_created", "project_id", "job_id", "created_at", "id"),
+    Index("ix_runs_project_status", "project_id", "status", "created_at", "id"),
+    Index("ix_runs_project_priority", "project_id", "priority", "id"),
+    Index("ix_runs_project_triggered_by", "project_id", "triggered_by", "created_at", "id"),
+    *(_where_set(f"ix_runs_project_{column}", column, "project_id", column, "id")
+      for column in ("started_at", "finished_at")),
+    *(_where_set(f"ix_runs_project_{column}", column, "project_id", column, "created_at", "id")
+      for column in ("batch_id", "concurrency_key", "correlation_id", "idempotency_key")),
+    _where_set("ix_runs_parent", "parent_run_id", "parent_run_id", "created_at", "id"),
+)
+
+# A run's tags and metadata entries, one row each (kind "tag" or "meta"), so that a
+# key=value filter is an index lookup. Written once, when the run is triggered.
+run_labels = Table(
+    "run_labels", metadata,
+    Column("project_id", String(64), primary_key=True),
+    Column("kind", String(4), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("value", String(1024), primary_key=True),
+    Column("run_id", String(64), primary_key=True),
 )
 
 run_events = Table(

@@ -225,6 +225,20 @@ class JobPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
+class RunPage(msgspec.Struct, kw_only=True):
+    data: list["RunResponse"]
+    has_more: bool
+    next_cursor: str | None
+
+
+class RunLineage(msgspec.Struct, kw_only=True):
+    """A run's ancestors, its parent first, up to the root."""
+
+    run_id: str
+    depth: int
+    ancestors: list["RunResponse"]
+
+
 class BatchCreateItem(msgspec.Struct, kw_only=True):
     """One item of a batch create, answered in its place."""
 

@@ -32,6 +32,7 @@ from services.api.jobs import create_job, read_job, trigger_job
 from services.api.operations import cancel_waiting, read_operation
 from services.api.options import allow_every_method
 from services.api.quotas import read_quotas, set_quotas
+from services.api.run_list import list_runs_route, run_children, run_lineage
 from services.api.runs import cancel_run, read_run, run_events, run_messages
 from services.api.visibility import ProjectionWatcher
 from services.config import Settings
@@ -89,7 +90,8 @@ def create_app(settings: Settings) -> Litestar:
                         read_quotas, set_quotas,
                         read_run, cancel_run, run_events, batch_enable, batch_disable,
                         delete_job, update_job, list_versions, read_version,
-                        list_jobs_route, create_jobs, clone_job, run_messages,
+                        list_jobs_route, list_runs_route, run_children, run_lineage,
+                        create_jobs, clone_job, run_messages,
                         list_dlq, replay_run, cancel_waiting, read_operation,
                         *CALLBACK_ROUTES, *DEPENDENCY_ROUTES],
         lifespan=[kafka_and_store],
