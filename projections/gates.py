@@ -1,6 +1,7 @@
 """The running counts per job and per concurrency key (tables ``job_gates``,
 ``key_gates``), moved by each batch of run events: what waiting_reason reads; and the
-counts a project's quotas are checked against (``project_waiting``, ``project_days``).
+counts a project's quotas are checked against (``project_waiting``, ``project_days``), and
+each job's queue depth (``job_waiting``).
 
 A batch's effect is the difference, per run, between running before it (the stored row)
 and after it (the folded row): one read of the touched runs that changed status, one
@@ -15,6 +16,7 @@ from sqlalchemy import Connection, Table, and_, delete, insert, or_, select, upd
 
 from projections.tables import (
     job_gates,
+    job_waiting,
     key_gates,
     project_days,
     project_waiting,
@@ -51,11 +53,14 @@ def write_gates(conn: Connection, new_runs: Iterable[dict[str, Any]],
                 keys[(job_id, key)] = keys.get((job_id, key), 0) + delta
 
     waiting: dict[tuple[str, ...], int] = {}
+    job_waits: dict[tuple[str, ...], int] = {}
     days: dict[tuple[str, ...], int] = {}
     for row in new_runs:
         move(row["job_id"], row["concurrency_key"], int(row["status"] in RUNNING))
         project = (row["project_id"],)
         waiting[project] = waiting.get(project, 0) + int(row["status"] in WAITING)
+        job = (row["job_id"],)
+        job_waits[job] = job_waits.get(job, 0) + int(row["status"] in WAITING)
         day = (row["project_id"], row["created_at"].astimezone(UTC).date().isoformat())
         days[day] = days.get(day, 0) + 1
     moved = sorted(rid for rid, changes in changed_runs.items() if "status" in changes)
@@ -64,10 +69,12 @@ def write_gates(conn: Connection, new_runs: Iterable[dict[str, Any]],
         move(job_id, key, int(after in RUNNING) - int(status in RUNNING))
         delta = int(after in WAITING) - int(status in WAITING)
         waiting[(project_id,)] = waiting.get((project_id,), 0) + delta
+        job_waits[(job_id,)] = job_waits.get((job_id,), 0) + delta
     _apply(conn, job_gates, {(j,): d for j, d in jobs.items() if d}, ("job_id",))
     _apply(conn, key_gates, {k: d for k, d in keys.items() if d},
            ("job_id", "concurrency_key"))
     _apply(conn, project_waiting, {k: d for k, d in waiting.items() if d}, ("project_id",))
+    _apply(conn, job_waiting, {k: d for k, d in job_waits.items() if d}, ("job_id",))
     _apply(conn, project_days, days, ("project_id", "day"))
 
 

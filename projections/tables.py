@@ -210,6 +210,13 @@ project_waiting = Table(
     Column("running", Integer, nullable=False),  # the count (named as the gates' is)
 )
 
+# A job's runs waiting to start (queued or delayed): its queue depth on /health.
+job_waiting = Table(
+    "job_waiting", metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("running", Integer, nullable=False),  # the count (named as the gates' is)
+)
+
 project_days = Table(
     "project_days", metadata,
     Column("project_id", String(64), primary_key=True),

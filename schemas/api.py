@@ -239,6 +239,37 @@ class RunLineage(msgspec.Struct, kw_only=True):
     ancestors: list["RunResponse"]
 
 
+class LastRun(msgspec.Struct, kw_only=True):
+    id: str
+    status: str
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class JobHealth(msgspec.Struct, kw_only=True):
+    """Seed 002's health of a job over a window (see projections/health.py for how each
+    figure is counted)."""
+
+    job_id: str
+    window: str
+    total_runs: int
+    completed_runs: int
+    failed_runs: int
+    timed_out_runs: int
+    crashed_runs: int
+    canceled_runs: int
+    expired_runs: int
+    success_rate: float | None
+    stability: float | None
+    avg_duration_secs: float | None
+    p95_duration_secs: float | None
+    health_score: Annotated[int, Meta(ge=-1, le=100,
+                                      description="-1: no run ended in the window")]
+    failure_streak: int
+    queue_depth: int
+    last_run: LastRun | None
+
+
 class BatchCreateItem(msgspec.Struct, kw_only=True):
     """One item of a batch create, answered in its place."""
 

@@ -25,6 +25,7 @@ from services.api.errors import EXCEPTION_HANDLERS, request_id_of
 from services.api.health import ReadinessCache, healthz, readyz
 from services.api.job_batch import clone_job, create_jobs
 from services.api.job_delete import delete_job
+from services.api.job_health import read_job_health
 from services.api.job_list import list_jobs_route
 from services.api.job_toggles import batch_disable, batch_enable
 from services.api.job_versions import list_versions, read_version, update_job
@@ -91,6 +92,7 @@ def create_app(settings: Settings) -> Litestar:
                         read_run, cancel_run, run_events, batch_enable, batch_disable,
                         delete_job, update_job, list_versions, read_version,
                         list_jobs_route, list_runs_route, run_children, run_lineage,
+                        read_job_health,
                         create_jobs, clone_job, run_messages,
                         list_dlq, replay_run, cancel_waiting, read_operation,
                         *CALLBACK_ROUTES, *DEPENDENCY_ROUTES],
