@@ -127,3 +127,42 @@ async def test_children_and_lineage(ready_stack: RunningStack, endpoint: Endpoin
         lineage = (await client.get(f"/v1/runs/{children[0]['id']}/lineage")).json()
         assert lineage["depth"] == 1 and [a["id"] for a in lineage["ancestors"]] == [parent]
         assert (await client.get("/v1/runs/run_nope/children")).status_code == 404
+
+
+async def test_health_of_a_scripted_job(ready_stack: RunningStack, endpoint: Endpoint) -> None:
+    async with ready_stack.client() as client:
+        tag = uuid.uuid4().hex[:8]
+        empty = await create_job(client, f"quiet-{tag}", f"{endpoint.base_url}/echo")
+        quiet = (await client.get(f"/v1/jobs/{empty['slug']}/health")).json()
+        assert (quiet["health_score"], quiet["total_runs"], quiet["last_run"]) == (-1, 0, None)
+
+        ok = await create_job(client, f"health-{tag}", f"{endpoint.base_url}/echo",
+                              max_attempts=1)
+        # Runs that end in this order: completed, completed, then (the job's URL changed
+        # to one that answers 500, one attempt) failed.
+        ended = []
+        for _ in range(2):
+            [run_id] = await bulk(client, ok["id"], [{}])
+            ended.append(await wait_for_status(client, run_id, {"completed"}))
+        patched = await client.patch(f"/v1/jobs/{ok['id']}",
+                                     json={"endpoint_url": f"{endpoint.base_url}/fail/500"})
+        assert patched.status_code in (200, 202), patched.text
+        for _ in range(50):  # the next run must see the new URL
+            if (await client.get(f"/v1/jobs/{ok['id']}")).json()["endpoint_url"].endswith(
+                    "/fail/500"):
+                break
+            await asyncio.sleep(0.1)
+        [failed] = await bulk(client, ok["id"], [{}])
+        await wait_for_status(client, failed, {"failed"})
+
+        health = (await client.get(f"/v1/jobs/{ok['slug']}/health",
+                                   params={"window": "1h"})).json()
+        assert (health["total_runs"], health["completed_runs"], health["failed_runs"]) == (
+            3, 2, 1)
+        # ok, ok, fail: 2/3 succeeded; one change of outcome in two steps.
+        assert abs(health["success_rate"] - 2 / 3) < 1e-9 and health["stability"] == 0.5
+        assert health["health_score"] == round(100 * (0.7 * 2 / 3 + 0.3 * 0.5)) == 62
+        assert health["failure_streak"] == 1 and health["queue_depth"] == 0
+        assert health["last_run"]["id"] == failed
+        bad = await client.get(f"/v1/jobs/{ok['slug']}/health", params={"window": "1y"})
+        assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "window"
