@@ -18,6 +18,7 @@ here too, and the projector's poison isolation then applies it one record at a t
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -63,6 +64,7 @@ from events.types import (
 from events.versions import version_id_for
 from projections.counters import sum_into_parents
 from projections.gates import write_gates
+from projections.rows import aware
 from projections.tables import (
     dead_letters,
     job_dependencies,
@@ -416,23 +418,29 @@ def _write_positions(conn: Connection, moved: dict[str, int], known: Iterable[st
         conn.execute(insert(job_positions), new)
 
 
-def _store_offset(conn: Connection, topic: str, partition: int, offset: int) -> None:
+def _store_offset(conn: Connection, topic: str, partition: int, offset: int,
+                  event_at: datetime | None = None) -> None:
     where = (projector_offsets.c.topic == topic) & (projector_offsets.c.partition == partition)
-    result = conn.execute(update(projector_offsets).where(where).values(next_offset=offset))
+    values: dict[str, Any] = {"next_offset": offset}
+    if event_at is not None:
+        values["event_at"] = event_at
+    result = conn.execute(update(projector_offsets).where(where).values(**values))
     if result.rowcount == 0:
-        conn.execute(insert(projector_offsets).values(
-            topic=topic, partition=partition, next_offset=offset))
+        conn.execute(insert(projector_offsets).values(topic=topic, partition=partition,
+                                                      **values))
 
 
 def apply_batch_sync(conn: Connection, topic: str, records: list[Record]) -> Applied:
     """Apply records in order within ``conn``'s transaction (see the module's doc)."""
     ends: dict[int, int] = {}
+    latest: dict[int, datetime] = {}  # partition -> when its last event happened
     decoded: list[DecodedEvent] = []
     for partition, offset, value in records:
         ends[partition] = offset + 1
         event = decode_event(value)
         if event is not None:
             decoded.append(event)
+            latest[partition] = event.envelope.occurred_at
     stored = _stored_positions(conn, {d.envelope.job_id for d in decoded})
     positions = dict(stored)
     fold, applied = _Fold(), Applied()
@@ -449,7 +457,7 @@ def apply_batch_sync(conn: Connection, topic: str, records: list[Record]) -> App
     fold.write(conn)
     _write_positions(conn, applied.positions, stored)
     for partition, next_offset in ends.items():
-        _store_offset(conn, topic, partition, next_offset)
+        _store_offset(conn, topic, partition, next_offset, latest.get(partition))
     return applied
 
 
@@ -484,6 +492,15 @@ async def skip_record(conn: AsyncConnection, topic: str, record: Record) -> Appl
     offset is consumed and, if its envelope can be read, its job's position moves past
     it, so the job's later events still apply. Returns the position it moved, if any."""
     return await conn.run_sync(skip_record_sync, topic, record)
+
+
+async def load_event_times(engine: AsyncEngine, topic: str) -> dict[int, datetime]:
+    """When the last event applied from each partition happened."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(projector_offsets.c.partition,
+                                         projector_offsets.c.event_at)
+                                  .where(projector_offsets.c.topic == topic))
+        return {int(p): aware(at) for p, at in rows if at is not None}
 
 
 async def load_offsets(engine: AsyncEngine, topic: str) -> dict[int, int]:

@@ -175,6 +175,9 @@ projector_offsets = Table(
     Column("topic", String(255), primary_key=True),
     Column("partition", Integer, primary_key=True),
     Column("next_offset", BigInteger, nullable=False),
+    # When the last event applied from the partition happened: how far behind the read
+    # models are in time while events wait (/readyz, the projector's log).
+    Column("event_at", DateTime(timezone=True)),
 )
 
 # How many runs of each job, and of each of its concurrency keys, run now (running or

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer
@@ -28,7 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.db import create_schema, drop_schema, make_engine
 from projections.notices import encode_projected
-from projections.projector import Applied, Record, apply_batch, load_offsets, skip_record
+from projections.projector import (
+    Applied,
+    Record,
+    apply_batch,
+    load_event_times,
+    load_offsets,
+    skip_record,
+)
 from services.config import Settings
 from services.deadletter import dead_letter, encode_dead_letter
 from services.delivery import Delivery
@@ -207,9 +215,10 @@ async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
             if records:
                 applied += await projector.project(records)
             if time.monotonic() - reported > REPORT_EVERY_SECS:
-                log.info("applied %d events; %d poisoned records passed over; %d notices "
-                         "sent, %d lost", applied, projector.poisoned, notices.sent,
-                         notices.failed)
+                behind, secs = await _lag(consumer, engine, topic)
+                log.info("applied %d events; %d behind (%s s); %d poisoned records passed "
+                         "over; %d notices sent, %d lost", applied, behind, secs,
+                         projector.poisoned, notices.sent, notices.failed)
                 reported = time.monotonic()
     finally:
         sender.cancel()
@@ -229,3 +238,22 @@ async def _fetch(consumer: AIOKafkaConsumer) -> list[Record]:
                                       max_records=MAX_BATCH - len(records))
         records += [(r.partition, r.offset, r.value) for rs in more.values() for r in rs]
     return records
+
+
+async def _lag(consumer: AIOKafkaConsumer, engine: AsyncEngine,
+               topic: str) -> tuple[int, float | None]:
+    """Events fetched-able but not applied yet, and how long ago the last applied event
+    of a partition with events waiting happened (0 when none wait)."""
+    behind: dict[int, int] = {}
+    for tp in consumer.assignment():
+        end = consumer.highwater(tp)
+        if end is not None:
+            behind[tp.partition] = max(0, end - await consumer.position(tp))
+    lagging = [p for p, count in behind.items() if count]
+    if not lagging:
+        return 0, 0.0
+    times = await load_event_times(engine, topic)
+    known = [times[p] for p in lagging if p in times]
+    secs = None if len(known) < len(lagging) else round(
+        (datetime.now(UTC) - min(known)).total_seconds(), 3)
+    return sum(behind.values()), secs

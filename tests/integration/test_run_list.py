@@ -164,5 +164,8 @@ async def test_health_of_a_scripted_job(ready_stack: RunningStack, endpoint: End
         assert health["health_score"] == round(100 * (0.7 * 2 / 3 + 0.3 * 0.5)) == 62
         assert health["failure_streak"] == 1 and health["queue_depth"] == 0
         assert health["last_run"]["id"] == failed
+        # Caught up: no events behind, none waiting for seconds.
+        checks = (await client.get("/readyz")).json()["checks"]
+        assert checks["projection_lag"] == 0 and checks["projection_lag_secs"] == 0.0
         bad = await client.get(f"/v1/jobs/{ok['slug']}/health", params={"window": "1y"})
         assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "window"
