@@ -8,6 +8,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from projections.analytics import create_views, drop_views
 from projections.tables import metadata
 
 # Connections kept open: as many as the API has requests reading at once, so a burst of
@@ -66,8 +67,10 @@ def make_engine(url: str) -> AsyncEngine:
 async def create_schema(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
+        await conn.run_sync(create_views)
 
 
 async def drop_schema(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
+        await conn.run_sync(drop_views)
         await conn.run_sync(metadata.drop_all)

@@ -1,0 +1,67 @@
+"""The analytics views: a stable, versioned face of the read models for analysts to query
+directly (sqlite3, psql). The tables behind them may change; a view's columns do not,
+without a new version (``v2_runs`` beside ``v1_runs``).
+
+- ``v1_runs``: one row per run, with ``duration_secs`` (started to finished).
+- ``v1_run_events``: every event the read models applied, with its data as JSON text.
+- ``v1_job_stats_daily``: per project, job and UTC day the runs were made: how many, how
+  many ended in each state, and the mean duration of the completed ones.
+"""
+
+from sqlalchemy import Connection, text
+
+VIEWS = ("v1_job_stats_daily", "v1_run_events", "v1_runs")
+
+# The two expressions that differ between SQLite and PostgreSQL.
+_SECONDS = {
+    "sqlite": "(julianday({end}) - julianday({start})) * 86400.0",
+    "postgresql": "EXTRACT(EPOCH FROM ({end} - {start}))",
+}
+_DAY = {"sqlite": "date({at})", "postgresql": "CAST({at} AS date)"}
+
+_RUNS = """
+SELECT id AS run_id, project_id, job_id, job_version, status, attempt, max_attempts,
+       priority, triggered_by, created_by, batch_id, concurrency_key, correlation_id,
+       idempotency_key, parent_run_id, continuation_of, lineage_depth, run_type,
+       created_at, scheduled_at, started_at, finished_at, next_retry_at, expires_at,
+       {duration} AS duration_secs, outcome_code, payload, result, error, metadata, tags,
+       counters, execution_trace
+FROM runs
+"""
+
+_RUN_EVENTS = """
+SELECT project_id, job_id, seq, run_id, type, version, event_id, command_id, occurred_at,
+       data
+FROM run_events
+"""
+
+_STATS = """
+SELECT project_id, job_id, {day} AS day, COUNT(*) AS runs,
+       SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END) AS completed,
+       SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed,
+       SUM(CASE WHEN status = 'timed_out' THEN 1 ELSE 0 END) AS timed_out,
+       SUM(CASE WHEN status = 'crashed' THEN 1 ELSE 0 END) AS crashed,
+       SUM(CASE WHEN status = 'canceled' THEN 1 ELSE 0 END) AS canceled,
+       SUM(CASE WHEN status = 'expired' THEN 1 ELSE 0 END) AS expired,
+       AVG(CASE WHEN status = 'completed' THEN {duration} END) AS avg_duration_secs
+FROM runs
+GROUP BY project_id, job_id, {day}
+"""
+
+
+def create_views(conn: Connection) -> None:
+    dialect = conn.dialect.name
+    duration = _SECONDS[dialect].format(end="finished_at", start="started_at")
+    bodies = {"v1_runs": _RUNS.format(duration=duration),
+              "v1_run_events": _RUN_EVENTS,
+              "v1_job_stats_daily": _STATS.format(day=_DAY[dialect].format(at="created_at"),
+                                                  duration=duration)}
+    for name, body in bodies.items():
+        # Replaced on every start: a view holds no data, and this keeps it as written here.
+        conn.execute(text(f"DROP VIEW IF EXISTS {name}"))
+        conn.execute(text(f"CREATE VIEW {name} AS {body}"))
+
+
+def drop_views(conn: Connection) -> None:
+    for name in VIEWS:
+        conn.execute(text(f"DROP VIEW IF EXISTS {name}"))
