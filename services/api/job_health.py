@@ -18,26 +18,31 @@ UNITS = {"m": 60, "h": 3600, "d": 86400}
 MAX_WINDOW = timedelta(days=90)
 
 
-def window_of(text: str) -> timedelta:
-    found = re.fullmatch(r"([1-9][0-9]{0,5})([mhd])", text)
+WINDOW_PATTERN = r"^[1-9][0-9]{0,5}[mhd]$"
+
+
+def window_of(text: str) -> tuple[timedelta, str]:
+    """The window a ``window`` parameter asks for, at most MAX_WINDOW, and how to say it."""
+    found = re.fullmatch(WINDOW_PATTERN.strip("^$"), text)
     if found is None:
         raise invalid("window", "a number and a unit: 30m, 24h, 7d")
-    window = timedelta(seconds=int(found[1]) * UNITS[found[2]])
+    window = timedelta(seconds=int(text[:-1]) * UNITS[text[-1]])
     if window > MAX_WINDOW:
-        raise invalid("window", "at most 90d")
-    return window
+        return MAX_WINDOW, f"{MAX_WINDOW.days}d"
+    return window, text
 
 
 @get("/v1/jobs/{id_or_slug:str}/health", summary="A job's health over a window")
 async def read_job_health(
     request: Request[Any, Any, Any],
     id_or_slug: FromPath[str],
-    window: Annotated[str, Parameter(description="30m, 24h, 7d (at most 90d)",
-                                     max_length=8)] = "7d",
+    window: Annotated[str, Parameter(
+        description="30m, 24h, 7d; a longer one than 90d counts as 90d (the answer's "
+                    "window says which was used)", pattern=WINDOW_PATTERN)] = "7d",
 ) -> JobHealth:
     key = caller_of(request)
     ctx: ApiContext = request.app.state.ctx
-    span = window_of(window)
+    span, window = window_of(window)
     job = await find_job(ctx, key, id_or_slug)
     health = await job_health(ctx.engine, key.project_id, job.id, span, datetime.now(UTC))
     last = health.last_run

@@ -36,6 +36,11 @@ MAX_LABEL_FILTERS = 10
 MAX_OFFSET = 100_000
 STATUSES = frozenset(s.value for s in RunStatus)
 Text = Annotated[str | None, Parameter(min_length=1, max_length=200)]
+# A time bound: RFC 3339, read by msgspec (Litestar would also take a Unix timestamp, which
+# the documented format is not).
+Moment = Annotated[str | None, Parameter(
+    description="RFC 3339 date-time; exclusive", max_length=64,
+    schema_extra={"format": "date-time"})]
 Labels = Annotated[list[str] | None, Parameter(
     description="key:value; repeat to require several (AND)", max_items=MAX_LABEL_FILTERS)]
 
@@ -58,10 +63,15 @@ def _statuses(texts: list[str] | None) -> tuple[str, ...]:
     return found
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    # Stored times are UTC; a bound in another offset means the same instant.
-    if value is None:
+def _utc(name: str, text: str | None) -> datetime | None:
+    """The bound as a UTC instant (stored times are UTC; another offset means the same
+    instant, no offset means UTC)."""
+    if text is None:
         return None
+    try:
+        value = msgspec.convert(text, datetime)
+    except msgspec.ValidationError:
+        raise invalid(name, "not an RFC 3339 date-time, such as 2026-12-01T00:00:00Z") from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -111,12 +121,12 @@ async def list_runs_route(
     parent_run_id: Text = None,
     correlation_id: Text = None,
     idempotency_key: Text = None,
-    created_after: FromQuery[datetime | None] = None,
-    created_before: FromQuery[datetime | None] = None,
-    started_after: FromQuery[datetime | None] = None,
-    started_before: FromQuery[datetime | None] = None,
-    finished_after: FromQuery[datetime | None] = None,
-    finished_before: FromQuery[datetime | None] = None,
+    created_after: Moment = None,
+    created_before: Moment = None,
+    started_after: Moment = None,
+    started_before: Moment = None,
+    finished_after: Moment = None,
+    finished_before: Moment = None,
     sort: FromQuery[SortKey] = "created_at",
     order: FromQuery[Literal["asc", "desc"]] = "desc",
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
@@ -135,14 +145,16 @@ async def list_runs_route(
     if job is not None:
         # A slug names the live job that has it; an id also finds a deleted job's runs.
         equal["job_id"] = await find_job_id(ctx.engine, key.project_id, job) or job
-    bounds = {"created_at": (created_after, created_before),
-              "started_at": (started_after, started_before),
-              "finished_at": (finished_after, finished_before)}
+    bounds = {"created": (created_after, created_before),
+              "started": (started_after, started_before),
+              "finished": (finished_after, finished_before)}
     filters = RunFilters(
         equal=equal, statuses=_statuses(status), tags=_pairs("tag", tag),
         metadata=_pairs("metadata", metadata),
-        after={c: t for c, (a, _) in bounds.items() if (t := _utc(a)) is not None},
-        before={c: t for c, (_, b) in bounds.items() if (t := _utc(b)) is not None})
+        after={f"{c}_at": t for c, (a, _) in bounds.items()
+               if (t := _utc(f"{c}_after", a)) is not None},
+        before={f"{c}_at": t for c, (_, b) in bounds.items()
+                if (t := _utc(f"{c}_before", b)) is not None})
     run_order = RunOrder(sort, order == "desc")
     after = None if cursor is None else position_from(cursor, run_order)
     views = await list_runs(ctx.engine, key.project_id, filters, run_order, limit + 1,

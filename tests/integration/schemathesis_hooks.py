@@ -44,8 +44,9 @@ _JOB_RULES = ("endpoint_url", "fallback_endpoint_url", "webhook_url", "webhook_s
               "timezone", "cron",
               "execution_window_cron", "payload_schema", "rate_limit_max",
               "rate_limit_window_secs", "rate_limit_keys")
-# A list's cursor is opaque: only one the list handed out is taken.
-_CURSOR_RULE = "not a cursor this list handed out"
+# A list's cursor is opaque: only one the list handed out is taken, with the sort and
+# order it was handed out with.
+_CURSOR_RULES = ("not a cursor this list handed out", "the cursor is of another sort")
 # An edit: the job's slug is its identity (it may not change), which only the stored job
 # can tell.
 _SLUG_RULE = "a job's slug cannot change"
@@ -103,7 +104,12 @@ def _beyond_the_schema(label: str, body: Any, detail: dict[str, Any]) -> bool:
     if reason == f"nested deeper than {MAX_JSON_DEPTH} levels":
         return True
     if field == "cursor":
-        return reason == _CURSOR_RULE
+        return reason.startswith(_CURSOR_RULES)
+    if label == "GET /v1/runs":
+        # A page is by cursor or by offset (a rule between two fields); and a time bound
+        # is RFC 3339, which "format: date-time" names but JSON Schema does not enforce.
+        return (field == "offset" and reason.startswith("page by cursor or by offset")) or (
+            field.endswith(("_after", "_before")) and reason.startswith("not an RFC 3339"))
     if label == "POST /v1/runs/cancel-waiting":
         # A version is of a job: job_version without job_id (a rule between two fields).
         return field == "job_version" and reason == "needs job_id"

@@ -168,4 +168,7 @@ async def test_health_of_a_scripted_job(ready_stack: RunningStack, endpoint: End
         checks = (await client.get("/readyz")).json()["checks"]
         assert checks["projection_lag"] == 0 and checks["projection_lag_secs"] == 0.0
         bad = await client.get(f"/v1/jobs/{ok['slug']}/health", params={"window": "1y"})
-        assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "window"
+        assert bad.status_code in (400, 422)
+        assert bad.json()["error"]["details"][0]["field"] == "window"
+        long = await client.get(f"/v1/jobs/{ok['slug']}/health", params={"window": "400d"})
+        assert long.json()["window"] == "90d" and long.json()["total_runs"] == 3
