@@ -8,8 +8,9 @@ model: the runs the job made in the window, one indexed range read
 - ``stability``: 1 minus the share of changes of outcome (success to failure or back)
   between consecutive ended runs, in the order they ended: a job that alternates is
   unstable even at a 50 % success rate. 1 with one ended run.
-- ``health_score``: round(100 * (0.7 * success_rate + 0.3 * stability)), or -1 when no
-  run ended with an outcome in the window.
+- ``health_score``: round(100 * success_rate * (0.7 + 0.3 * stability)), or -1 when no
+  run ended with an outcome in the window: only successes score, and a job whose
+  outcomes flip keeps 70 % of its success rate.
 - ``failure_streak``: ended runs that failed in a row, counted back from the latest.
 - durations (started to finished) are of completed runs.
 """
@@ -73,7 +74,7 @@ def health_of(window: timedelta, made: list[RunOutline], queue_depth: int) -> He
         flips = sum(a != b for a, b in pairwise(outcomes))
         stability = 1.0 if len(outcomes) == 1 else 1 - flips / (len(outcomes) - 1)
     score = -1 if success is None or stability is None else round(
-        100 * (0.7 * success + 0.3 * stability))
+        100 * success * (0.7 + 0.3 * stability))
     streak = 0
     for ok in reversed(outcomes):
         if ok:

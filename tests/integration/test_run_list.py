@@ -161,7 +161,7 @@ async def test_health_of_a_scripted_job(ready_stack: RunningStack, endpoint: End
             3, 2, 1)
         # ok, ok, fail: 2/3 succeeded; one change of outcome in two steps.
         assert abs(health["success_rate"] - 2 / 3) < 1e-9 and health["stability"] == 0.5
-        assert health["health_score"] == round(100 * (0.7 * 2 / 3 + 0.3 * 0.5)) == 62
+        assert health["health_score"] == round(100 * 2 / 3 * (0.7 + 0.3 * 0.5)) == 57
         assert health["failure_streak"] == 1 and health["queue_depth"] == 0
         assert health["last_run"]["id"] == failed
         # Caught up: no events behind, none waiting for seconds.

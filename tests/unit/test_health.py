@@ -33,7 +33,7 @@ def test_scores_by_hand() -> None:
     # Outcomes in the order they ended: ok, fail, ok, ok, fail, ok.
     assert health.success_rate is not None and abs(health.success_rate - 4 / 6) < 1e-9
     assert health.stability is not None and abs(health.stability - (1 - 4 / 5)) < 1e-9
-    assert health.health_score == round(100 * (0.7 * 4 / 6 + 0.3 * 0.2)) == 53
+    assert health.health_score == round(100 * 4 / 6 * (0.7 + 0.3 * 0.2)) == 51
     assert health.failure_streak == 0
     assert health.avg_duration_secs == 25 and health.p95_duration_secs == 40
     assert health.queue_depth == 3 and health.last_run is not None
@@ -45,6 +45,9 @@ def test_a_failure_streak_counts_back_from_the_latest_ending() -> None:
             outline(3, "crashed", finished=5)]
     health = health_of(WEEK, made, 0)
     assert health.failure_streak == 2 and health.stability == 0.5
+    always = health_of(WEEK, [outline(1, "failed", finished=1),
+                              outline(2, "failed", finished=1)], 0)
+    assert (always.stability, always.health_score) == (1.0, 0)  # steady failure scores 0
 
 
 def test_no_ended_run_scores_minus_one() -> None:
