@@ -503,6 +503,21 @@ async def load_event_times(engine: AsyncEngine, topic: str) -> dict[int, datetim
         return {int(p): aware(at) for p, at in rows if at is not None}
 
 
+async def seconds_behind(engine: AsyncEngine, topic: str, lagging: Iterable[int],
+                         now: datetime) -> float | None:
+    """How long before ``now`` the last event applied from the oldest of the ``lagging``
+    partitions (those with events waiting) happened: 0 when none lag, None when one has
+    no applied event yet. What /readyz and the projector's log report."""
+    waiting = set(lagging)
+    if not waiting:
+        return 0.0
+    times = await load_event_times(engine, topic)
+    if not waiting <= times.keys():
+        return None
+    oldest = min(times[partition] for partition in waiting)
+    return round(max(0.0, (now - oldest).total_seconds()), 3)
+
+
 async def load_offsets(engine: AsyncEngine, topic: str) -> dict[int, int]:
     async with engine.connect() as conn:
         rows = await conn.execute(select(projector_offsets.c.partition,

@@ -84,12 +84,6 @@ _HOLDS = (select(jobs.c.spec, job_gates.c.running, key_gates.c.running, jobs.c.h
           .where(jobs.c.id == bindparam("job_id")))
 
 
-async def find_job_id(engine: AsyncEngine, project_id: str, id_or_slug: str) -> str | None:
-    """The id of the project's live job with this id or slug, or None."""
-    row = await _one(engine, _JOB_BY_ID_OR_SLUG, project_id, id_or_slug)
-    return None if row is None else str(row.id)
-
-
 async def get_run(engine: AsyncEngine, project_id: str, run_id: str) -> RunView | None:
     row = await _one(engine, _RUN_BY_ID, project_id, run_id)
     if row is None:

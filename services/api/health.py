@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Request, get
 from litestar.response import Response
 
-from projections.projector import load_event_times, load_offsets
+from projections.projector import load_offsets, seconds_behind
 from services.api.context import ApiContext
 from services.kafka import group_members, topic_partitions
 
@@ -72,7 +72,9 @@ async def _check(ctx: ApiContext) -> Response[dict[str, Any]]:
         return Response({"status": "unavailable", "checks": checks}, status_code=503)
     lag = sum(max(0, end - positions.get(tp.partition, 0)) for tp, end in ends.items())
     checks["projection_lag"] = lag
-    checks["projection_lag_secs"] = await _seconds_behind(ctx, ends, positions)
+    checks["projection_lag_secs"] = await seconds_behind(
+        ctx.engine, topic, [tp.partition for tp, end in ends.items()
+                            if end > positions.get(tp.partition, 0)], datetime.now(UTC))
     # Records a loop could not handle and passed over (each is on the dead-letter topic
     # with its error). They do not make the service unready: the loops went on.
     checks["poisoned_records"] = sum(last[tp] - first[tp] for tp in letters)
@@ -81,17 +83,3 @@ async def _check(ctx: ApiContext) -> Response[dict[str, Any]]:
     ready = lag <= MAX_PROJECTION_LAG and all(members.values())
     return Response({"status": "ready" if ready else "lagging", "checks": checks},
                     status_code=200 if ready else 503)
-
-
-async def _seconds_behind(ctx: ApiContext, ends: dict[Any, int],
-                          positions: dict[int, int]) -> float | None:
-    """How long ago the last event applied from a partition that has more waiting
-    happened (the oldest such): 0 when nothing waits, None when that is not known yet."""
-    lagging = [tp.partition for tp, end in ends.items() if end > positions.get(tp.partition, 0)]
-    if not lagging:
-        return 0.0
-    times = await load_event_times(ctx.engine, ctx.settings.topics.events)
-    if any(partition not in times for partition in lagging):
-        return None
-    oldest = min(times[partition] for partition in lagging)
-    return round(max(0.0, (datetime.now(UTC) - oldest).total_seconds()), 3)

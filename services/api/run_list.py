@@ -13,7 +13,7 @@ import msgspec
 from litestar import Request, get
 from litestar.params import FromPath, FromQuery, Parameter
 
-from projections.queries import find_job_id
+from projections.queries import find_job
 from projections.run_list import (
     Position,
     RunFilters,
@@ -144,7 +144,8 @@ async def list_runs_route(
         if value is not None}
     if job is not None:
         # A slug names the live job that has it; an id also finds a deleted job's runs.
-        equal["job_id"] = await find_job_id(ctx.engine, key.project_id, job) or job
+        found = await find_job(ctx.engine, key.project_id, job)
+        equal["job_id"] = job if found is None else found.id
     bounds = {"created": (created_after, created_before),
               "started": (started_after, started_before),
               "finished": (finished_after, finished_before)}

@@ -33,8 +33,8 @@ from projections.projector import (
     Applied,
     Record,
     apply_batch,
-    load_event_times,
     load_offsets,
+    seconds_behind,
     skip_record,
 )
 from services.config import Settings
@@ -249,11 +249,6 @@ async def _lag(consumer: AIOKafkaConsumer, engine: AsyncEngine,
         end = consumer.highwater(tp)
         if end is not None:
             behind[tp.partition] = max(0, end - await consumer.position(tp))
-    lagging = [p for p, count in behind.items() if count]
-    if not lagging:
-        return 0, 0.0
-    times = await load_event_times(engine, topic)
-    known = [times[p] for p in lagging if p in times]
-    secs = None if len(known) < len(lagging) else round(
-        (datetime.now(UTC) - min(known)).total_seconds(), 3)
+    secs = await seconds_behind(engine, topic, [p for p, n in behind.items() if n],
+                                datetime.now(UTC))
     return sum(behind.values()), secs

@@ -24,7 +24,13 @@ from events.types import (
     RunTriggered,
 )
 from projections.db import create_schema, make_engine
-from projections.projector import RunTriggeredTwice, apply_batch, load_event_times, load_offsets
+from projections.projector import (
+    RunTriggeredTwice,
+    apply_batch,
+    load_event_times,
+    load_offsets,
+    seconds_behind,
+)
 from projections.queries import get_job, get_run, job_positions_of, list_run_events
 from projections.tables import metadata
 from tests.unit.domain_support import at, spec
@@ -338,5 +344,8 @@ async def test_each_partition_keeps_when_its_last_applied_event_happened(
         assert await load_event_times(engine, TOPIC) == {0: at(3)}
         await apply(engine, HISTORY[3:])
         assert await load_event_times(engine, TOPIC) == {0: at(7)}
+        assert await seconds_behind(engine, TOPIC, [], at(60)) == 0.0
+        assert await seconds_behind(engine, TOPIC, [0], at(60)) == 53.0
+        assert await seconds_behind(engine, TOPIC, [0, 1], at(60)) is None  # 1: none yet
     finally:
         await engine.dispose()
