@@ -64,12 +64,14 @@ from events.types import (
 from events.versions import version_id_for
 from projections.counters import sum_into_parents
 from projections.gates import write_gates
+from projections.job_search import terms_of
 from projections.rows import aware
 from projections.tables import (
     dead_letters,
     job_dependencies,
     job_positions,
     job_tags,
+    job_terms,
     job_versions,
     jobs,
     operation_parts,
@@ -254,6 +256,7 @@ class _Fold:
         self.jobs: list[dict[str, Any]] = []
         self.versions: list[dict[str, Any]] = []
         self.tags: list[tuple[str, dict[str, str]]] = []  # each version's, in order
+        self.terms: list[tuple[str, str, list[str]]] = []  # (job, project, words), in order
         self.events: list[dict[str, Any]] = []
         self.new_runs: dict[str | None, dict[str, Any]] = {}  # full rows to insert
         self.changed_runs: dict[str, dict[str, Any]] = {}  # columns to update
@@ -274,6 +277,8 @@ class _Fold:
         if isinstance(event, JobCreated | JobUpdated):
             self.versions.append(_version_row(env, event))
             self.tags.append((env.job_id, event.spec.tags))
+            self.terms.append((env.job_id, env.project_id,
+                               terms_of(event.spec.name, event.spec.slug)))
         if isinstance(event, ProjectOperationStarted):
             self.operations.append({
                 "id": event.operation_id, "project_id": env.project_id, "kind": event.kind,
@@ -342,6 +347,11 @@ class _Fold:
             if tags:
                 conn.execute(insert(job_tags), [{"job_id": job_id, "key": k, "value": v}
                                                 for k, v in tags.items()])
+        for job_id, project_id, terms in self.terms:
+            conn.execute(delete(job_terms).where(job_terms.c.job_id == job_id))
+            if terms:
+                conn.execute(insert(job_terms), [
+                    {"job_id": job_id, "project_id": project_id, "term": t} for t in terms])
         _update_by_id(conn, jobs, self.changed_jobs)
         # Before the runs change: the gates compare each run's stored status with its
         # status after the batch.

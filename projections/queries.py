@@ -7,12 +7,14 @@ import msgspec
 from sqlalchemy import Row, Select, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from projections.job_search import PREFIX_END
 from projections.projector import load_offsets
 from projections.rows import aware, fields_of
 from projections.tables import (
     job_gates,
     job_positions,
     job_tags,
+    job_terms,
     job_versions,
     jobs,
     key_gates,
@@ -152,12 +154,14 @@ class JobFilters(msgspec.Struct, frozen=True, kw_only=True):
     tags: list[tuple[str, str]] = msgspec.field(default_factory=list)  # all must match
     group_id: str | None = None
     environment_id: str | None = None
+    # Each must begin a word of the job's name or slug (projections.job_search).
+    words: list[str] = msgspec.field(default_factory=list)
 
 
-async def list_jobs(engine: AsyncEngine, project_id: str, filters: JobFilters,
-                    after: tuple[datetime, str] | None, limit: int) -> list[JobView]:
+def jobs_query(project_id: str, filters: JobFilters, after: tuple[datetime, str] | None,
+               limit: int, offset: int) -> Select[Any]:
     """The project's jobs (not deleted), newest first, keyset after ``after``
-    (created_at, id)."""
+    (created_at, id) or from ``offset``."""
     query = select(jobs).where((jobs.c.project_id == project_id) & jobs.c.deleted_at.is_(None))
     if filters.enabled is not None:
         query = query.where(jobs.c.enabled == filters.enabled)
@@ -169,11 +173,22 @@ async def list_jobs(engine: AsyncEngine, project_id: str, filters: JobFilters,
         query = query.where(select(job_tags.c.job_id).where(
             (job_tags.c.job_id == jobs.c.id) & (job_tags.c.key == key)
             & (job_tags.c.value == value)).exists())
+    for word in filters.words:
+        query = query.where(jobs.c.id.in_(select(job_terms.c.job_id).where(
+            (job_terms.c.project_id == project_id) & (job_terms.c.term >= word)
+            & (job_terms.c.term < word + PREFIX_END))))
     if after is not None:
         created, job_id = after
         query = query.where((jobs.c.created_at < created)
                             | ((jobs.c.created_at == created) & (jobs.c.id < job_id)))
     query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
+    return query.offset(offset) if offset else query
+
+
+async def list_jobs(engine: AsyncEngine, project_id: str, filters: JobFilters,
+                    after: tuple[datetime, str] | None, limit: int,
+                    offset: int = 0) -> list[JobView]:
+    query = jobs_query(project_id, filters, after, limit, offset)
     async with engine.connect() as conn:
         return [_view(row, JobView) for row in await conn.execute(query)]
 

@@ -76,6 +76,18 @@ job_tags = Table(
     Index("ix_job_tags_key_value", "key", "value"),
 )
 
+# The words of each job's name and slug (projections.job_search): a text search reads
+# them by prefix. Compared byte-wise on PostgreSQL too ("C"), so a prefix is a range of
+# the index whatever the server's collation.
+job_terms = Table(
+    "job_terms", metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("term", String(64).with_variant(String(64, collation="C"), "postgresql"),
+           primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Index("ix_job_terms_project_term", "project_id", "term", "job_id"),
+)
+
 runs = Table(
     "runs", metadata,
     Column("id", String(64), primary_key=True),

@@ -110,6 +110,11 @@ def _beyond_the_schema(label: str, body: Any, detail: dict[str, Any]) -> bool:
         # is RFC 3339, which "format: date-time" names but JSON Schema does not enforce.
         return (field == "offset" and reason.startswith("page by cursor or by offset")) or (
             field.endswith(("_after", "_before")) and reason.startswith("not an RFC 3339"))
+    if label == "GET /v1/jobs":
+        # Cursor or offset, as above; and a search's words are runs of letters and digits,
+        # a rule the text's schema (any string up to 200) does not state.
+        return (field == "offset" and reason.startswith("page by cursor or by offset")) or (
+            field == "q" and reason.startswith(("a search needs", "at most")))
     if label == "POST /v1/runs/cancel-waiting":
         # A version is of a job: job_version without job_id (a rule between two fields).
         return field == "job_version" and reason == "needs job_id"

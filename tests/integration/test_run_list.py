@@ -172,3 +172,23 @@ async def test_health_of_a_scripted_job(ready_stack: RunningStack, endpoint: End
         assert bad.json()["error"]["details"][0]["field"] == "window"
         long = await client.get(f"/v1/jobs/{ok['slug']}/health", params={"window": "400d"})
         assert long.json()["window"] == "90d" and long.json()["total_runs"] == 3
+
+
+async def test_jobs_are_found_by_the_words_of_their_name_and_paged_by_offset(
+        ready_stack: RunningStack, endpoint: Endpoint) -> None:
+    async with ready_stack.client() as client:
+        word = f"w{uuid.uuid4().hex[:8]}"
+        made = [await create_job(client, f"{word}-{i}", f"{endpoint.base_url}/echo")
+                for i in range(5)]
+        response = await client.get("/v1/jobs", params={"q": word.upper(), "limit": 2,
+                                                         "offset": 2})
+        assert response.status_code == 200, response.text
+        newest_first = [job["id"] for job in reversed(made)]
+        assert [job["id"] for job in response.json()["data"]] == newest_first[2:4]
+        found = (await client.get("/v1/jobs", params={"q": f"{word} 3"})).json()["data"]
+        assert [job["slug"] for job in found] == [f"{word}-3"]
+
+        for params, field in (({"q": "--"}, "q"), ({"offset": 1, "cursor": "x"}, "offset")):
+            refused = await client.get("/v1/jobs", params=params)
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error"]["details"][0]["field"] == field
