@@ -227,3 +227,17 @@ async def test_every_filter_and_sort_is_served_by_an_index(engine: AsyncEngine,
         assert runs_steps and all("USING" in step and "INDEX" in step
                                   and not step.startswith("SCAN") for step in runs_steps), (
             filters, order, plan)
+
+
+async def test_several_statuses_in_created_order_read_one_status_index_range_each(
+        engine: AsyncEngine) -> None:
+    query = runs_query("p", RunFilters(statuses=("failed", "canceled", "queued")),
+                       RunOrder("created_at", True), 10)
+    compiled = query.compile(dialect=engine.dialect,
+                             compile_kwargs={"render_postcompile": True})
+    values = tuple(compiled.params[name] for name in compiled.positiontup or [])
+    async with engine.connect() as conn:
+        plan = [str(row[-1]) for row in await conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + str(compiled), values)]
+    assert sum("ix_runs_project_status (project_id=? AND status=?)" in step
+               for step in plan) == 3, plan
