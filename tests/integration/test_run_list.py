@@ -192,3 +192,49 @@ async def test_jobs_are_found_by_the_words_of_their_name_and_paged_by_offset(
             refused = await client.get("/v1/jobs", params=params)
             assert refused.status_code == 422, refused.text
             assert refused.json()["error"]["details"][0]["field"] == field
+
+
+async def test_each_exact_filter_time_bound_and_sort_through_the_api(
+        ready_stack: RunningStack, endpoint: Endpoint) -> None:
+    async with ready_stack.client() as client:
+        tag = uuid.uuid4().hex[:8]
+        job = await create_job(client, f"each-{tag}", f"{endpoint.base_url}/echo")
+        singles: list[dict[str, Any]] = []
+        for i in range(3):
+            response = await client.post(f"/v1/jobs/{job['id']}/trigger", json={
+                "tags": {"suite": tag}, "concurrency_key": f"ck-{tag}-{i}",
+                "correlation_id": f"corr-{tag}-{i}", "idempotency_key": f"idem-{tag}-{i}"})
+            assert response.status_code in (200, 201, 202), response.text
+            singles.append(response.json())
+        made = await client.post(f"/v1/jobs/{job['id']}/trigger/bulk",
+                                 json={"items": [{"tags": {"suite": tag}}] * 3})
+        batch_id, bulk_ids = made.json()["batch_id"], [r["id"] for r in made.json()["results"]]
+        ids = [s["id"] for s in singles] + bulk_ids
+        runs = {run_id: await wait_for_status(client, run_id, {"completed"}) for run_id in ids}
+
+        for field, i in (("concurrency_key", 1), ("correlation_id", 2),
+                         ("idempotency_key", 0)):
+            assert await listed(client, **{field: singles[i][field]}) == [ids[i]], field
+        assert sorted(await listed(client, batch_id=batch_id)) == sorted(bulk_ids)
+        assert set(await listed(client, tag=f"suite:{tag}", triggered_by="api")) == set(ids)
+        assert await listed(client, tag=f"suite:{tag}", triggered_by="cron") == []
+
+        # Each time bound is exclusive, and takes any UTC offset.
+        for column in ("created_at", "started_at", "finished_at"):
+            ordered = sorted(ids, key=lambda r, c=column: (runs[r][c], r))
+            middle = runs[ordered[2]][column]
+            after = await listed(client, tag=f"suite:{tag}", sort=column, order="asc",
+                                 **{column.replace("_at", "_after"): middle})
+            assert after == [r for r in ordered if runs[r][column] > middle], column
+            before = await listed(client, tag=f"suite:{tag}", sort=column, order="desc",
+                                  **{column.replace("_at", "_before"): middle.replace(
+                                      "Z", "+00:00")})
+            assert before == [r for r in reversed(ordered) if runs[r][column] < middle]
+
+            # Both directions of the sort, by cursor and by offset, agree.
+            by_cursor = await listed(client, tag=f"suite:{tag}", sort=column, order="asc")
+            assert by_cursor == ordered, column
+            pages = [(await client.get("/v1/runs", params={
+                "tag": f"suite:{tag}", "sort": column, "order": "desc", "limit": 4,
+                "offset": offset})).json()["data"] for offset in (0, 4)]
+            assert [r["id"] for p in pages for r in p] == ordered[::-1], column
