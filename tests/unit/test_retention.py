@@ -3,7 +3,7 @@ log's times, whatever order the partitions arrive in), the sweep's effect on eve
 that holds a run, its batches and its index, a late event of a purged run, and the 404
 RUN_PURGED every run route answers."""
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -46,6 +46,7 @@ from services.api.runs import run_view
 from services.config import ApiKey
 from services.domain import Rejection, SetProjectRetention, decide, project_stream
 from services.domain.retention import DEFAULT_RETENTION_DAYS, purge_at, retention_days
+from services.projector.purge import Sweeper, skewed_clock
 from tests.unit.domain_support import T0, at, empty, spec
 from tests.unit.test_projections import engine_at
 
@@ -331,3 +332,15 @@ async def test_a_purged_run_answers_404_run_purged(engine: AsyncEngine) -> None:
         await run_view(ctx, ApiKey("q", "viewer", "h"), "r0")
     assert elsewhere.value.code == "not_found"
     assert (await run_view(ctx, key, "r5")).purge_at == at(3600 * 5) + DAY
+
+
+async def test_the_projectors_sweeper_waits_for_a_backlog_and_its_interval(
+        engine: AsyncEngine) -> None:
+    await scripted(engine)
+    sweeper = Sweeper(engine, every_secs=3600, batch=4, clock=lambda: at(0) + 365 * DAY)
+    assert await sweeper.turn(caught_up=False) == 0  # events first
+    assert await sweeper.turn(caught_up=True) == 4  # a full batch: more may be due ...
+    assert await sweeper.turn(caught_up=True) == 3  # ... so the next turn goes on
+    assert await sweeper.turn(caught_up=True) == 0  # then it waits its interval
+    assert sweeper.purged == 7
+    assert skewed_clock(86_400)() - datetime.now(UTC) > timedelta(hours=23)
