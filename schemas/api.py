@@ -602,6 +602,8 @@ class QuotasResponse(msgspec.Struct, kw_only=True):
     day: str
 
 
+# services.domain.retention's bounds, repeated (the contract imports nothing of the core;
+# tests/unit/test_retention.py holds them equal).
 RetentionDays = Annotated[int, Meta(ge=1, le=3650)]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+import msgspec
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -40,12 +41,19 @@ from projections.tables import (
     run_labels,
     runs,
 )
+from schemas.api import RetentionRequest
 from services.api.context import ApiContext
 from services.api.errors import ApiError
 from services.api.runs import run_view
 from services.config import ApiKey
 from services.domain import Rejection, SetProjectRetention, decide, project_stream
-from services.domain.retention import DEFAULT_RETENTION_DAYS, purge_at, retention_days
+from services.domain.retention import (
+    DEFAULT_RETENTION_DAYS,
+    MAX_RETENTION_DAYS,
+    MIN_RETENTION_DAYS,
+    purge_at,
+    retention_days,
+)
 from services.projector.purge import Sweeper, skewed_clock
 from tests.unit.domain_support import T0, at, empty, spec
 from tests.unit.test_projections import engine_at
@@ -135,6 +143,12 @@ def test_retention_in_force_when_the_run_ended(settings: list[tuple[datetime, in
                                                ended: datetime, days: int) -> None:
     assert retention_days(settings, ended) == days
     assert purge_at(settings, ended) == ended + days * DAY
+
+
+def test_the_contract_states_the_cores_bounds() -> None:
+    schema = msgspec.json.schema(RetentionRequest)
+    days = schema["$defs"]["RetentionRequest"]["properties"]["run_retention_days"]
+    assert (days["minimum"], days["maximum"]) == (MIN_RETENTION_DAYS, MAX_RETENTION_DAYS)
 
 
 @pytest.mark.parametrize(("days", "ok"), [(0, False), (1, True), (3650, True), (3651, False)])
