@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import msgspec
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events import Envelope, encode_event
@@ -304,6 +304,40 @@ async def test_the_due_runs_are_read_by_their_index(engine: AsyncEngine) -> None
             "EXPLAIN QUERY PLAN " + str(compiled), values)]
     assert any("ix_runs_purge_at" in step for step in plan), plan
     assert not any(step.startswith("SCAN") for step in plan), plan
+
+
+async def test_every_statement_of_the_sweep_and_the_correction_uses_an_index(
+        engine: AsyncEngine) -> None:
+    log = await scripted(engine)
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+               executemany: bool) -> None:
+        if not statement.lstrip().upper().startswith(("INSERT", "PRAGMA", "EXPLAIN")):
+            seen.append((statement, parameters[0] if executemany else parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await sweep(engine, at(0) + 2 * DAY)
+        # A setting that corrects p's ended runs, and a late event of a purged one.
+        await applied(engine, [log.retention(3, at(0)), log.emit(
+            "j", "r0", RunWebhookAttempted(message_id="m", event_type="run.completed",
+                                           delivery_attempt=1, delivered=True, final=True),
+            at(0) + 3 * DAY)])
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    tables = {"runs", "run_events", "run_labels", "dead_letters", "purged_runs",
+              "project_retention"}
+    checked = set()
+    async with engine.connect() as conn:
+        for statement, parameters in seen:
+            plan = [row[-1] for row in await conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, parameters)]
+            for step in plan:
+                if (name := step.split()[1]) in tables:
+                    checked.add(name)
+                    assert not step.startswith("SCAN"), (statement, plan)
+    assert tables <= checked, checked
 
 
 async def test_a_late_event_of_a_purged_run_does_no_harm(engine: AsyncEngine) -> None:
