@@ -18,6 +18,10 @@ from projections.retention import sweep
 
 log = logging.getLogger(__name__)
 
+# Under a steady stream of full fetches the projector may never look caught up: the sweep
+# then still runs once this many intervals have passed, so due runs are not kept forever.
+STARVED_AFTER = 10
+
 
 def skewed_clock(skew_secs: float) -> Callable[[], datetime]:
     """The sweep's clock: UTC now, moved ahead by ``skew_secs`` (a test seam; 0 in use)."""
@@ -35,8 +39,11 @@ class Sweeper:
     async def turn(self, caught_up: bool) -> int:
         """Sweep once if it is time and the projector is not working through a backlog
         of events (a run's purge_at may still be corrected by a setting further on, and
-        events come first). Returns how many runs it purged."""
-        if not caught_up or time.monotonic() < self.next_at:
+        events come first), or if a backlog has held it off for STARVED_AFTER intervals.
+        Returns how many runs it purged."""
+        now = time.monotonic()
+        if now < self.next_at or (
+                not caught_up and now < self.next_at + STARVED_AFTER * self.every_secs):
             return 0
         try:
             ids = await sweep(self.engine, self.clock(), self.batch)

@@ -54,7 +54,7 @@ from services.domain.retention import (
     purge_at,
     retention_days,
 )
-from services.projector.purge import Sweeper, skewed_clock
+from services.projector.purge import STARVED_AFTER, Sweeper, skewed_clock
 from tests.unit.domain_support import T0, at, empty, spec
 from tests.unit.test_projections import engine_at
 
@@ -384,11 +384,17 @@ async def test_a_purged_run_answers_404_run_purged(engine: AsyncEngine) -> None:
 
 async def test_the_projectors_sweeper_waits_for_a_backlog_and_its_interval(
         engine: AsyncEngine) -> None:
-    await scripted(engine)
+    log = await scripted(engine)
     sweeper = Sweeper(engine, every_secs=3600, batch=4, clock=lambda: at(0) + 365 * DAY)
     assert await sweeper.turn(caught_up=False) == 0  # events first
     assert await sweeper.turn(caught_up=True) == 4  # a full batch: more may be due ...
     assert await sweeper.turn(caught_up=True) == 3  # ... so the next turn goes on
     assert await sweeper.turn(caught_up=True) == 0  # then it waits its interval
     assert sweeper.purged == 7
+    sweeper.next_at -= 3600  # the interval passed, but events keep coming in full fetches
+    await applied(engine, log.run("late", ENDINGS["completed"], at(0), job_id="k",
+                                    project="q"))
+    assert await sweeper.turn(caught_up=False) == 0
+    sweeper.next_at -= STARVED_AFTER * 3600  # ... for STARVED_AFTER intervals: it sweeps
+    assert await sweeper.turn(caught_up=False) == 1
     assert skewed_clock(86_400)() - datetime.now(UTC) > timedelta(hours=23)
