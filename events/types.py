@@ -496,6 +496,16 @@ class ProjectQuotasSet(_Body, frozen=True, kw_only=True):
     by: str | None = None
 
 
+class ProjectRetentionSet(_Body, frozen=True, kw_only=True):
+    """An admin set how long the project's runs are kept after they end (seed 004's
+    purgeAt). On the project's own stream, like quotas. It applies to the runs that end
+    at or after the event's ``occurred_at``; runs that ended before keep their purge_at."""
+
+    TYPE = "project.retention_set"
+    run_retention_days: int
+    by: str | None = None
+
+
 Event = (
     JobCreated
     | RunTriggered
@@ -529,6 +539,7 @@ Event = (
     | JobSweepStarted
     | JobSweepProgressed
     | JobSweepFinished
+    | ProjectRetentionSet
 )
 
 EVENT_TYPES: dict[str, type[_Body]] = {
@@ -566,5 +577,6 @@ EVENT_TYPES: dict[str, type[_Body]] = {
         JobSweepStarted,
         JobSweepProgressed,
         JobSweepFinished,
+        ProjectRetentionSet,
     )
 }

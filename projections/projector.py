@@ -44,6 +44,7 @@ from events.types import (
     JobWebhookDisabled,
     ProjectOperationStarted,
     ProjectQuotasSet,
+    ProjectRetentionSet,
     RunAccepted,
     RunCanceled,
     RunCancelRequested,
@@ -65,6 +66,7 @@ from events.versions import version_id_for
 from projections.counters import sum_into_parents
 from projections.gates import write_gates
 from projections.job_search import terms_of
+from projections.retention import correct_after_settings, purged_among, write_retention
 from projections.rows import aware
 from projections.tables import (
     dead_letters,
@@ -239,7 +241,7 @@ def _run_row(env: Envelope, event: RunTriggered) -> dict[str, Any]:
             "execution_trace": None, "heartbeat_at": None, "counters": None,
             "outcome_code": None, "continuation_of": event.continuation_of,
             "parent_run_id": event.parent_run_id, "lineage_depth": event.lineage_depth,
-            "run_type": event.run_type, "child_counters": None}
+            "run_type": event.run_type, "child_counters": None, "purge_at": None}
 
 
 def _event_row(env: Envelope, event: Any) -> dict[str, Any]:
@@ -270,6 +272,8 @@ class _Fold:
         # Dependency edges added (row) or removed (None), by (upstream, downstream).
         self.edges: dict[tuple[str, str], dict[str, Any] | None] = {}
         self.replays: dict[str, str] = {}  # dead-lettered run id -> the run replaying it
+        self.retention: list[dict[str, Any]] = []  # project_retention rows to insert
+        self.ended: dict[str, str] = {}  # run id -> project id, of runs that ended
 
     def add(self, decoded: DecodedEvent) -> None:
         env, event = decoded.envelope, decoded.event
@@ -295,6 +299,10 @@ class _Fold:
             self.quotas[env.project_id] = {
                 "project_id": env.project_id, "max_queued_runs": event.max_queued_runs,
                 "max_runs_per_day": event.max_runs_per_day, "updated_at": env.occurred_at}
+        elif isinstance(event, ProjectRetentionSet):
+            self.retention.append({
+                "project_id": env.project_id, "seq": env.seq, "since": env.occurred_at,
+                "run_retention_days": event.run_retention_days})
         elif isinstance(event, JobDependentAdded | JobDependentRemoved):
             edge = (env.job_id, event.downstream_job_id)
             self.edges[edge] = None if isinstance(event, JobDependentRemoved) else {
@@ -324,6 +332,8 @@ class _Fold:
                 self.dead.append({"run_id": env.run_id, "project_id": env.project_id,
                                   "job_id": env.job_id, "status": changes["status"],
                                   "finished_at": env.occurred_at, "replayed_by": None})
+            if "finished_at" in changes and env.run_id is not None:
+                self.ended[env.run_id] = env.project_id
             changes["updated_at"], changes["last_seq"] = env.occurred_at, env.seq
             if env.run_id in self.new_runs:
                 self.new_runs[env.run_id].update(changes)
@@ -356,11 +366,17 @@ class _Fold:
         # Before the runs change: the gates compare each run's stored status with its
         # status after the batch.
         write_gates(conn, self.new_runs.values(), self.changed_runs)
+        write_retention(conn, self.retention, {
+            run_id: (project, self.new_runs[run_id] if run_id in self.new_runs
+                     else self.changed_runs[run_id])
+            for run_id, project in self.ended.items()
+            if run_id in self.new_runs or run_id in self.changed_runs})
         if self.new_runs:
             conn.execute(insert(runs), list(self.new_runs.values()))
             if labels := _labels(self.new_runs.values()):
                 conn.execute(insert(run_labels), labels)
         _update_by_id(conn, runs, self.changed_runs)
+        correct_after_settings(conn, self.retention)
         if self.events:
             conn.execute(insert(run_events), self.events)
         if self.dead:
@@ -453,6 +469,10 @@ def apply_batch_sync(conn: Connection, topic: str, records: list[Record]) -> App
             latest[partition] = event.envelope.occurred_at
     stored = _stored_positions(conn, {d.envelope.job_id for d in decoded})
     positions = dict(stored)
+    # Runs the retention sweep took: a late event of one is dropped (it would make a
+    # part of a row, or an orphan history entry), though its job's position moves.
+    purged = purged_among(conn, {d.envelope.run_id for d in decoded
+                                 if d.envelope.run_id is not None})
     fold, applied = _Fold(), Applied()
     for event in decoded:
         env = event.envelope
@@ -461,7 +481,8 @@ def apply_batch_sync(conn: Connection, topic: str, records: list[Record]) -> App
             continue  # a repeat written by a processor that crashed mid-command
         if env.seq != last + 1:
             log.warning("job %s: seq %d follows %d", env.job_id, env.seq, last)
-        fold.add(event)
+        if env.run_id not in purged:
+            fold.add(event)
         positions[env.job_id] = applied.positions[env.job_id] = env.seq
         applied.events += 1
     fold.write(conn)

@@ -134,6 +134,9 @@ runs = Table(
     # The sum of the counters of the run's children (each its own plus its children's):
     # a parent shows counters + child_counters.
     Column("child_counters", JSON),
+    # When the run leaves the read models (seed 004's purgeAt): set as it ends, to its
+    # end plus the project's retention then (projections.retention). Null while it runs.
+    Column("purge_at", DateTime(timezone=True)),
     # The run list's filters and sorts (projections.run_list), each served by an index
     # that ends in the keyset's columns. Columns most runs leave empty are indexed only
     # where set: an entry per run would be a B-tree write on every trigger for nothing.
@@ -147,6 +150,8 @@ runs = Table(
     *(_where_set(f"ix_runs_project_{column}", column, "project_id", column, "created_at", "id")
       for column in ("batch_id", "concurrency_key", "correlation_id", "idempotency_key")),
     _where_set("ix_runs_parent", "parent_run_id", "parent_run_id", "created_at", "id"),
+    # The retention sweep's due runs, oldest first; only ended runs have an entry.
+    _where_set("ix_runs_purge_at", "purge_at", "purge_at"),
 )
 
 # A run's tags and metadata entries, one row each (kind "tag" or "meta"), so that a
@@ -215,6 +220,27 @@ project_quotas = Table(
     Column("max_queued_runs", Integer),
     Column("max_runs_per_day", Integer),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# A project's retention settings, every one as set (project.retention_set): a run's
+# purge_at follows the one in force when it ended (services.domain.retention). No row: the
+# default, 30 days.
+project_retention = Table(
+    "project_retention", metadata,
+    Column("project_id", String(64), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),  # its place on the project's stream
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("run_retention_days", Integer, nullable=False),
+)
+
+# The runs the retention sweep took out of the read models (the log keeps their events),
+# so that a read can tell "purged" from "never existed", and a late event of one is
+# dropped instead of leaving part of a row.
+purged_runs = Table(
+    "purged_runs", metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("purged_at", DateTime(timezone=True), nullable=False),
 )
 
 # What counts against the quotas, kept per event like the gates above: a project's runs

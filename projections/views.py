@@ -65,6 +65,7 @@ class RunView(msgspec.Struct, frozen=True, kw_only=True):
     lineage_depth: int | None = None
     run_type: str | None = None
     child_counters: dict[str, int] | None = None
+    purge_at: datetime | None = None
     # Computed at read time for a queued run (services/domain/holds.py), not stored.
     waiting_reason: str | None = None
 

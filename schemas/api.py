@@ -469,6 +469,10 @@ class RunResponse(msgspec.Struct, kw_only=True):
                     "those of its children")] = msgspec.field(default_factory=dict)
     type: Annotated[Literal["flow", "export", "import", "task"] | None, Meta(
         description="seed 004's job type, for a run spawned as a child")] = None
+    purge_at: Annotated[datetime | None, Meta(
+        description="seed 004's purgeAt: when the ended run leaves the read models (its "
+                    "end plus the project's retention then); null until it ends. After "
+                    "it, reads answer 404 RUN_PURGED")] = None
     attempts: Annotated[list[AttemptRecord], Meta(
         description="every attempt so far with its outcome (on a run's read)")] = (
         msgspec.field(default_factory=list))
@@ -596,6 +600,26 @@ class QuotasResponse(msgspec.Struct, kw_only=True):
     queued_runs: int
     runs_today: int
     day: str
+
+
+# services.domain.retention's bounds, repeated (the contract imports nothing of the core;
+# tests/unit/test_retention.py holds them equal).
+RetentionDays = Annotated[int, Meta(ge=1, le=3650)]
+
+
+class RetentionRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """How long the project's runs are kept after they end (seed 004's purgeAt)."""
+
+    run_retention_days: Annotated[RetentionDays, Meta(
+        description="days from a run's end to its purge_at; applies to runs that end "
+                    "from now on (1 to 3650; the default is 30)")]
+
+
+class RetentionResponse(msgspec.Struct, kw_only=True):
+    run_retention_days: int
+    default: Annotated[bool, Meta(description="true: never set, the default applies")]
+    since: Annotated[datetime | None, Meta(
+        description="when it was set: runs that ended since then follow it")] = None
 
 
 class ErrorDetail(msgspec.Struct, kw_only=True):

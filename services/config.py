@@ -62,6 +62,14 @@ class Settings:
     processor_max_poll_records: int | None = None
     processor_stream_buffer: int | None = None
     processor_handover_patch: bool = True
+    # The projector's retention sweep: how often it looks for runs past their purge_at,
+    # and the most it purges per transaction (a backlog is taken a transaction per loop
+    # turn, between event batches). purge_clock_skew_secs moves the sweep's clock ahead:
+    # a test seam (JOBLEDGER_PURGE_CLOCK_SKEW_SECS) to purge without waiting for days;
+    # leave it 0 in production.
+    purge_every_secs: float = 60.0
+    purge_batch: int = 500
+    purge_clock_skew_secs: float = 0.0
 
     @property
     def topics(self) -> Topics:
@@ -106,6 +114,10 @@ class Settings:
                 env.get("JOBLEDGER_PROCESSOR_MAX_POLL_RECORDS")),
             processor_stream_buffer=_optional_int(env.get("JOBLEDGER_PROCESSOR_STREAM_BUFFER")),
             processor_handover_patch=env.get("JOBLEDGER_FAUST_HANDOVER_PATCH", "1") != "0",
+            purge_every_secs=float(env.get("JOBLEDGER_PURGE_EVERY_SECS", cls.purge_every_secs)),
+            purge_batch=int(env.get("JOBLEDGER_PURGE_BATCH", cls.purge_batch)),
+            purge_clock_skew_secs=float(env.get("JOBLEDGER_PURGE_CLOCK_SKEW_SECS",
+                                                cls.purge_clock_skew_secs)),
             run_token_secret=env.get("JOBLEDGER_RUN_TOKEN_SECRET") or None,
             run_token_secret_file=Path(env.get("JOBLEDGER_RUN_TOKEN_SECRET_FILE",
                                                str(cls.run_token_secret_file))),

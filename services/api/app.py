@@ -33,6 +33,7 @@ from services.api.jobs import create_job, read_job, trigger_job
 from services.api.operations import cancel_waiting, read_operation
 from services.api.options import allow_every_method
 from services.api.quotas import read_quotas, set_quotas
+from services.api.retention import read_retention, set_retention
 from services.api.run_list import list_runs_route, run_children, run_lineage
 from services.api.runs import cancel_run, read_run, run_events, run_messages
 from services.api.visibility import ProjectionWatcher
@@ -88,7 +89,7 @@ def create_app(settings: Settings) -> Litestar:
 
     app = Litestar(
         route_handlers=[healthz, readyz, create_job, read_job, trigger_job, trigger_bulk,
-                        read_quotas, set_quotas,
+                        read_quotas, set_quotas, read_retention, set_retention,
                         read_run, cancel_run, run_events, batch_enable, batch_disable,
                         delete_job, update_job, list_versions, read_version,
                         list_jobs_route, list_runs_route, run_children, run_lineage,

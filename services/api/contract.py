@@ -24,6 +24,7 @@ from schemas.api import (
     ErrorBody,
     PatchJobRequest,
     QuotasRequest,
+    RetentionRequest,
     TriggerRunRequest,
 )
 from schemas.callbacks import (
@@ -128,6 +129,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("put", "/v1/quotas"): Route((400, 401, 403, 413, 422, 503), QuotasRequest,
                                  body_required=True, accepted=True,
                                  example={"max_queued_runs": 10000, "max_runs_per_day": None}),
+    ("get", "/v1/retention"): Route((401, 503)),
+    ("put", "/v1/retention"): Route((400, 401, 403, 413, 422, 503), RetentionRequest,
+                                    body_required=True, accepted=True,
+                                    example={"run_retention_days": 30}),
     **{("post", f"{_RUN}/{name}"): Route((400, 401, 403, 404, 409, 413, 422, 503), body,
                                           body_required=required, run_token=True,
                                           accepted=True)

@@ -16,6 +16,7 @@ from services.api.body import decode_body
 from services.api.context import ApiContext
 from services.api.errors import not_found
 from services.api.ids import new_command_id
+from services.api.retention import purged
 from services.config import ApiKey
 from services.domain import CancelRun
 from services.domain.versions import version_id_for
@@ -24,7 +25,8 @@ from services.domain.versions import version_id_for
 async def run_view(ctx: ApiContext, key: ApiKey, run_id: str) -> RunView:
     view = await get_run(ctx.engine, key.project_id, run_id)
     if view is None:
-        raise not_found("run", run_id)
+        # Every run route reads its run here: a purged run answers the same on each.
+        raise await purged(ctx, key.project_id, run_id) or not_found("run", run_id)
     return view
 
 

@@ -226,6 +226,13 @@ class SetProjectQuotas(_Command, frozen=True, kw_only=True, tag="project.set_quo
     max_runs_per_day: int | None = None
 
 
+class SetProjectRetention(_Command, frozen=True, kw_only=True, tag="project.set_retention"):
+    """Set how many days the project's runs are kept after they end; on the project's
+    own stream, like quotas."""
+
+    run_retention_days: int
+
+
 class StartOperation(_Command, frozen=True, kw_only=True, tag="project.start_operation"):
     """Begin a tracked bulk cancel of the waiting runs of ``job_ids`` (on the project's
     stream, like quotas)."""
@@ -276,6 +283,7 @@ Command = (
     | SetProjectQuotas
     | StartOperation
     | SweepWaitingRuns
+    | SetProjectRetention
 )
 
 _encoder = msgspec.json.Encoder()

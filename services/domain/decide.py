@@ -3,7 +3,7 @@ then the operation's own module (``services.domain.operations``)."""
 
 from datetime import datetime
 
-from events.types import ProjectQuotasSet
+from events.types import ProjectQuotasSet, ProjectRetentionSet
 from services.domain.commands import (
     AddDependent,
     CancelRun,
@@ -26,6 +26,7 @@ from services.domain.commands import (
     ReportAttemptSucceeded,
     ReportProgress,
     SetProjectQuotas,
+    SetProjectRetention,
     SpawnChild,
     StartOperation,
     SweepWaitingRuns,
@@ -51,6 +52,7 @@ from services.domain.operations.trigger import decide_trigger
 from services.domain.operations.update_job import decide_update
 from services.domain.operations.webhooks import decide_delivery, decide_disable
 from services.domain.results import Duplicate, Rejection, RunEvent
+from services.domain.retention import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, valid_days
 from services.domain.state import Aggregate
 
 # What a deleted job still takes: what finishes or drains the runs it had, and a caller's
@@ -72,6 +74,14 @@ def decide(state: Aggregate, command: Command,
         return [(None, ProjectQuotasSet(max_queued_runs=command.max_queued_runs,
                                         max_runs_per_day=command.max_runs_per_day,
                                         by=command.actor))]
+    if isinstance(command, SetProjectRetention):
+        if command.job_id != project_stream(command.project_id):
+            return Rejection("invalid", "retention is set on the project's own stream")
+        if not valid_days(command.run_retention_days):
+            return Rejection("invalid", f"run_retention_days must be {MIN_RETENTION_DAYS} "
+                                        f"to {MAX_RETENTION_DAYS}")
+        return [(None, ProjectRetentionSet(run_retention_days=command.run_retention_days,
+                                           by=command.actor))]
     if isinstance(command, StartOperation):
         return decide_start(command)
     # Another project's job answers as a missing one: ids never leak across projects.

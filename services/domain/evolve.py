@@ -22,6 +22,7 @@ from events.types import (
     JobWebhookDisabled,
     ProjectOperationStarted,
     ProjectQuotasSet,
+    ProjectRetentionSet,
     RunAccepted,
     RunCanceled,
     RunCancelRequested,
@@ -149,8 +150,9 @@ def _job_evolved(state: Aggregate, job: JobState, event: Event) -> Aggregate:
                                                                 event.timezone or "UTC")
         return replace(state, job=replace(job, schedule_of=schedule,
                                           next_tick_at=event.next_tick_at))
-    if isinstance(event, ProjectQuotasSet | ProjectOperationStarted):
-        # The API enforces quotas; an operation's parts are the jobs' own sweeps.
+    if isinstance(event, ProjectQuotasSet | ProjectOperationStarted | ProjectRetentionSet):
+        # The API enforces quotas; an operation's parts are the jobs' own sweeps; the
+        # projector applies retention.
         return replace(state, job=job)
     if isinstance(event, JobSweepStarted):
         sweep = Sweep(operation_id=event.operation_id, up_to=event.up_to,

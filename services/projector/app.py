@@ -47,6 +47,7 @@ from services.kafka import (
     topic_partitions,
     wait_for_broker,
 )
+from services.projector.purge import Sweeper, skewed_clock
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,8 @@ async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
     sender = asyncio.create_task(notices.run())
     projector = Projector(engine, topic, Delivery(producer), settings.topics.deadletter,
                           on_projected=notices.publish)
+    sweeper = Sweeper(engine, settings.purge_every_secs, settings.purge_batch,
+                      skewed_clock(settings.purge_clock_skew_secs))
     try:
         tps = await topic_partitions(settings.kafka_bootstrap, topic)
         consumer.assign(tps)
@@ -214,6 +217,7 @@ async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
                 continue
             if records:
                 applied += await projector.project(records)
+            await sweeper.turn(caught_up=len(records) < MAX_BATCH)
             if time.monotonic() - reported > REPORT_EVERY_SECS:
                 behind, secs = await _lag(consumer, engine, topic)
                 log.info("applied %d events; %d behind (%s s); %d poisoned records passed "

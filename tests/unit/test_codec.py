@@ -44,6 +44,7 @@ SAMPLES: dict[str, dict[str, object]] = {
     "run.expired": {"expires_at": NOW},
     "job.dispatch_held": {"until": NOW, "reason": "rate_limit"},
     "project.quotas_set": {"max_queued_runs": 5, "max_runs_per_day": None, "by": "p:admin"},
+    "project.retention_set": {"run_retention_days": 7, "by": "p:admin"},
     "run.accepted": {"attempt": 1, "deadline_at": NOW, "heartbeat_due_at": NOW,
                      "trace": ExecutionTrace(queue_wait_ms=1.5, ttfb_ms=2.0)},
     "run.heartbeat_recorded": {"attempt": 1, "heartbeat_due_at": NOW},
