@@ -11,7 +11,8 @@ Every test takes its databases from ``new_database``: one entry of BACKENDS per 
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,39 +38,38 @@ from projections.migrate import (
 from projections.tables import metadata
 
 T = TypeVar("T")
-NewDatabase = Callable[[str], str]  # a name -> the URL of a new, empty database
+NewDatabase = Callable[[str], Awaitable[str]]  # a name -> the URL of a new, empty database
 
 
-def _sqlite(tmp_path: Path) -> Iterator[NewDatabase]:
-    yield lambda name: f"sqlite+aiosqlite:///{tmp_path / name}.db"
+async def _sqlite(tmp_path: Path) -> AsyncIterator[NewDatabase]:
+    async def new(name: str) -> str:
+        return f"sqlite+aiosqlite:///{tmp_path / name}.db"
+    yield new
 
 
-def _postgresql(tmp_path: Path) -> Iterator[NewDatabase]:
+async def _postgresql(tmp_path: Path) -> AsyncIterator[NewDatabase]:
     """Databases made on the server JOBLEDGER_TEST_PG_URL names, dropped afterwards."""
     server = make_url(os.environ["JOBLEDGER_TEST_PG_URL"])
+    prefix = f"jl_migrations_{uuid.uuid4().hex[:8]}"
     made: list[str] = []
-    prefix = f"jl_mig_{os.getpid()}_{len(os.listdir(tmp_path.parent))}"
+    admin = make_engine(server.render_as_string(hide_password=False))
 
-    def admin(sql: str) -> None:
-        async def run() -> None:
-            engine = make_engine(server.render_as_string(hide_password=False))
-            try:
-                async with engine.connect() as conn:
-                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                    await conn.execute(text(sql))
-            finally:
-                await engine.dispose()
-        asyncio.run(run())  # a fixture runs outside the test's loop
+    async def execute(sql: str) -> None:
+        async with admin.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text(sql))
 
-    def new(name: str) -> str:
-        database = f"{prefix}_{name}"
-        admin(f'CREATE DATABASE "{database}"')
-        made.append(database)
-        return server.set(database=database).render_as_string(hide_password=False)
+    async def new(name: str) -> str:
+        made.append(f"{prefix}_{name}")
+        await execute(f'CREATE DATABASE "{made[-1]}"')
+        return server.set(database=made[-1]).render_as_string(hide_password=False)
 
-    yield new
-    for database in made:
-        admin(f'DROP DATABASE IF EXISTS "{database}"')
+    try:
+        yield new
+    finally:
+        for database in made:
+            await execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.dispose()
 
 
 BACKENDS = {"sqlite": _sqlite, "postgresql": _postgresql}
@@ -78,8 +78,10 @@ BACKENDS = {"sqlite": _sqlite, "postgresql": _postgresql}
 # PostgreSQL joins where JOBLEDGER_TEST_PG_URL names a server (its fixture sets it).
 @pytest.fixture(params=["sqlite", *(["postgresql"] if os.environ.get("JOBLEDGER_TEST_PG_URL")
                                     else [])])
-def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NewDatabase]:
-    yield from BACKENDS[request.param](tmp_path)
+async def new_database(request: pytest.FixtureRequest,
+                       tmp_path: Path) -> AsyncIterator[NewDatabase]:
+    async for new in BACKENDS[request.param](tmp_path):
+        yield new
 
 
 async def on(engine: AsyncEngine, read: Callable[[Connection], T]) -> T:
@@ -128,8 +130,8 @@ def differences(conn: Connection) -> list[Any]:
 
 async def test_the_revisions_give_the_schema_of_the_table_definitions(
         new_database: NewDatabase) -> None:
-    migrated = make_engine(new_database("migrated"))
-    created = make_engine(new_database("created"))
+    migrated = make_engine(await new_database("migrated"))
+    created = make_engine(await new_database("created"))
     try:
         assert await migrate(migrated) == (None, head())
         await create_schema(created)
@@ -153,13 +155,13 @@ async def test_migrating_again_changes_nothing(new_database: NewDatabase) -> Non
         before = await on(engine, schema_of)
         assert await migrate(engine) == (head(), head())
         assert await on(engine, schema_of) == before
-    await with_engine(new_database("twice"), twice)
+    await with_engine(await new_database("twice"), twice)
 
 
 async def test_services_starting_together_migrate_once(new_database: NewDatabase) -> None:
     """Four engines (four services) migrate the same empty database at once: the lock
     lets one do it; the others wait, then find it at head."""
-    url = new_database("race")
+    url = await new_database("race")
     engines = [make_engine(url) for _ in range(4)]
     try:
         outcomes = await asyncio.gather(*(migrate(engine) for engine in engines))
@@ -179,7 +181,7 @@ async def test_upgrade_then_downgrade_to_base_leaves_an_empty_database(
         left = await on(engine, schema_of)
         assert left == {"tables": {}, "views": {}}
         assert await revision_of(engine) is None  # alembic_version stays, empty
-    await with_engine(new_database("down"), there_and_back)
+    await with_engine(await new_database("down"), there_and_back)
 
 
 async def test_a_migration_that_fails_leaves_the_database_as_it_was(
@@ -193,7 +195,7 @@ async def test_a_migration_that_fails_leaves_the_database_as_it_was(
             await migrate(engine)
         assert (await on(engine, schema_of))["tables"] == {}
         assert await revision_of(engine) is None
-    await with_engine(new_database("failing"), failing)
+    await with_engine(await new_database("failing"), failing)
 
 
 async def test_a_database_from_before_migrations_is_refused_then_rebuilt(
@@ -209,7 +211,7 @@ async def test_a_database_from_before_migrations_is_refused_then_rebuilt(
         assert await on(engine, differences) == []
         async with engine.connect() as conn:  # emptied: the projector replays the log
             assert (await conn.execute(text("SELECT COUNT(*) FROM job_positions"))).scalar() == 0
-    await with_engine(new_database("old"), old)
+    await with_engine(await new_database("old"), old)
 
 
 async def test_a_database_a_newer_build_migrated_is_refused(new_database: NewDatabase) -> None:
@@ -219,7 +221,7 @@ async def test_a_database_a_newer_build_migrated_is_refused(new_database: NewDat
             await conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
         with pytest.raises(SchemaError, match="9999"):
             await migrate(engine)
-    await with_engine(new_database("newer"), newer)
+    await with_engine(await new_database("newer"), newer)
 
 
 def test_the_revisions_are_one_numbered_line() -> None:
