@@ -21,7 +21,8 @@ a rebuild (``jobledger migrate --rebuild``, then the projector replays the log).
 """
 
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,7 @@ async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
     before = await revision_of(engine)
     if before == target:
         return before, target
-    async with engine.begin() as conn:
-        await _lock(conn)
+    async with locked(engine) as conn:
         before = await conn.run_sync(_upgradable)
         if before != target:
             await conn.run_sync(_run, command.upgrade, target)
@@ -91,8 +91,7 @@ async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
 async def downgrade(engine: AsyncEngine, target: str = "base") -> None:
     """Undo revisions down to ``target`` ("base": none left). For tests and for a rollback
     by hand: the services never downgrade."""
-    async with engine.begin() as conn:
-        await _lock(conn)
+    async with locked(engine) as conn:
         await conn.run_sync(_run, command.downgrade, target)
 
 
@@ -102,8 +101,7 @@ async def rebuild_schema(engine: AsyncEngine) -> str:
     finds the new schema, never a half-dropped one. The projector then finds no stored
     offsets and replays the events topic from offset 0."""
     target = head()
-    async with engine.begin() as conn:
-        await _lock(conn)
+    async with locked(engine) as conn:
         await conn.run_sync(_drop_everything)
         await conn.run_sync(_run, command.upgrade, target)
     return target
@@ -115,8 +113,16 @@ def _drop_everything(conn: Connection) -> None:
     conn.execute(text(f"DROP TABLE IF EXISTS {VERSION_TABLE}"))
 
 
+@asynccontextmanager
+async def locked(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction that holds the migration lock from its start to its commit, and in
+    which DDL is transactional on SQLite too (see _lock): what every schema change runs in."""
+    async with engine.begin() as conn:
+        await _lock(conn)
+        yield conn
+
+
 async def _lock(conn: AsyncConnection) -> None:
-    """Take the migration lock for the rest of ``conn``'s transaction."""
     dialect = conn.dialect.name
     if dialect == "sqlite":
         # SQLAlchemy's SQLite drivers leave BEGIN to the sqlite3 module, which emits none

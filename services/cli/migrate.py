@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from projections.db import make_engine
 from projections.migrate import SchemaError, head, migrate, rebuild_schema, revision_of
@@ -40,6 +41,9 @@ async def apply(url: str, rebuild: bool = False, check: bool = False) -> int:
         before, after = await migrate(engine)
     except SchemaError as exc:
         print(f"jobledger: {exc}", flush=True)
+        return 2
+    except (OSError, DBAPIError) as exc:  # the database cannot be reached or opened
+        print(f"jobledger: cannot migrate the read models at {shown}: {exc}", flush=True)
         return 2
     finally:
         await engine.dispose()

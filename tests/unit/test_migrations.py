@@ -10,6 +10,7 @@ Every test takes its databases from ``new_database``: one entry of BACKENDS per 
 """
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +31,7 @@ from projections.migrate import (
     SchemaError,
     downgrade,
     head,
+    locked,
     migrate,
     rebuild_schema,
     revision_of,
@@ -233,3 +235,81 @@ def test_the_revisions_are_one_numbered_line() -> None:
         assert script.revision == f"{number:04d}"
         assert script.down_revision == (None if number == 1 else f"{number - 1:04d}")
         assert script.path is not None and Path(script.path).name.startswith(script.revision)
+
+
+async def test_a_new_revision_is_written_by_autogenerate_and_applies(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's way to add a revision, on a copy of the migrations: a table added to
+    the definitions comes out as revision 0002, numbered and chained, and applying it
+    leaves nothing to compare."""
+    import shutil
+
+    from sqlalchemy import Column, String, Table
+
+    import projections.migrate
+    from projections.migrations.__main__ import new_revision
+
+    copy = tmp_path / "migrations"
+    shutil.copytree(projections.migrate.MIGRATIONS, copy)
+    monkeypatch.setattr(projections.migrate, "MIGRATIONS", copy)
+    added = Table("scratch_things", metadata, Column("id", String(64), primary_key=True))
+    try:
+        path = Path(await new_revision("scratch things"))
+        assert path.parent == copy / "versions" and path.name == "0002_scratch_things.py"
+        written = await asyncio.to_thread(path.read_text)
+        assert "down_revision = '0001'" in written or 'down_revision = "0001"' in written
+        assert "create_table" in written and "scratch_things" in written
+        test_the_revisions_are_one_numbered_line()
+        url = f"sqlite+aiosqlite:///{tmp_path / 'next.db'}"
+        assert await with_engine(url, migrate) == (None, "0002")
+        engine = make_engine(url)
+        try:
+            assert await on(engine, differences) == []
+        finally:
+            await engine.dispose()
+    finally:
+        metadata.remove(added)
+
+
+def test_jobledger_migrate_migrates_and_checks(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from services.cli.main import main
+
+    monkeypatch.delenv("JOBLEDGER_DATABASE_URL", raising=False)
+    home = ["--home", str(tmp_path)]
+    assert main(["migrate", "--check", *home]) == 1
+    assert main(["migrate", *home]) == 0
+    assert main(["migrate", "--check", *home]) == 0
+    out = capsys.readouterr().out
+    assert f"migrated from revision none (empty) to {head()}" in out
+    assert (tmp_path / "jobledger.db").exists()
+
+
+async def test_a_table_the_views_read_can_be_copied_with_the_views_set_aside(
+        new_database: NewDatabase) -> None:
+    """A batch operation that copies ``runs`` (as SQLite's drop or alter column does)
+    fails while the views name it, and works inside views_set_aside, which leaves the
+    views as they were."""
+    from alembic import op
+    from alembic.operations import Operations
+
+    from projections.migrations.helpers import views_set_aside
+
+    def copy_runs(conn: Connection, set_aside: bool) -> None:
+        with Operations.context(MigrationContext.configure(conn)):
+            with views_set_aside() if set_aside else contextlib.nullcontext():
+                with op.batch_alter_table("runs", recreate="always"):
+                    pass  # no change: the copy alone is what the views are in the way of
+
+    async def copy(engine: AsyncEngine) -> None:
+        await migrate(engine)
+        before = await on(engine, schema_of)
+        if engine.dialect.name == "sqlite":
+            with pytest.raises(Exception, match="v1_runs"):
+                async with locked(engine) as conn:
+                    await conn.run_sync(copy_runs, False)
+        async with locked(engine) as conn:
+            await conn.run_sync(copy_runs, True)
+        assert await on(engine, schema_of) == before
+    await with_engine(await new_database("copy"), copy)
