@@ -40,6 +40,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "alembic_version"
 # PostgreSQL's advisory locks are named by a 64-bit number: this one is jobledger's.
 PG_LOCK_KEY = zlib.crc32(b"jobledger.projections.migrate")
+LOCK_WAIT_SECS = 30  # as long as SQLite's busy_timeout (projections.db)
 
 
 class SchemaError(RuntimeError):
@@ -130,6 +131,10 @@ async def _lock(conn: AsyncConnection) -> None:
         # takes the write lock now (a racer waits its busy_timeout), not at the first write.
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
     elif dialect == "postgresql":
+        # Bounded, as SQLite's busy_timeout bounds the wait there: a racer behind a stuck
+        # migration, or a DDL statement queued behind a long query, fails instead of
+        # hanging the service's start (and is restarted).
+        await conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_WAIT_SECS}s'")
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
 
 
