@@ -49,14 +49,18 @@ GROUP BY project_id, job_id, {day}
 """
 
 
-def create_views(conn: Connection) -> None:
-    dialect = conn.dialect.name
+def view_bodies(dialect: str) -> dict[str, str]:
+    """Each view's SELECT in ``dialect``'s form ("sqlite" or "postgresql"): what both
+    ``create_views`` and the migration revisions that make the views run."""
     duration = _SECONDS[dialect].format(end="finished_at", start="started_at")
-    bodies = {"v1_runs": _RUNS.format(duration=duration),
-              "v1_run_events": _RUN_EVENTS,
-              "v1_job_stats_daily": _STATS.format(day=_DAY[dialect].format(at="created_at"),
-                                                  duration=duration)}
-    for name, body in bodies.items():
+    return {"v1_runs": _RUNS.format(duration=duration),
+            "v1_run_events": _RUN_EVENTS,
+            "v1_job_stats_daily": _STATS.format(day=_DAY[dialect].format(at="created_at"),
+                                                duration=duration)}
+
+
+def create_views(conn: Connection) -> None:
+    for name, body in view_bodies(conn.dialect.name).items():
         # Replaced on every start: a view holds no data, and this keeps it as written here.
         conn.execute(text(f"DROP VIEW IF EXISTS {name}"))
         conn.execute(text(f"CREATE VIEW {name} AS {body}"))

@@ -65,6 +65,9 @@ def make_engine(url: str) -> AsyncEngine:
 
 
 async def create_schema(engine: AsyncEngine) -> None:
+    """The schema straight from the table definitions, for tests and benchmarks. The
+    services use projections.migrate instead; tests/unit/test_migrations.py checks the
+    two give the same schema."""
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
         await conn.run_sync(create_views)

@@ -10,7 +10,8 @@ from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from projections.db import create_schema, make_engine
+from projections.db import make_engine
+from projections.migrate import migrate
 from schemas.api import Accepted
 from services.api import payload_schema
 from services.api.auth import KeyRing, auth_middleware
@@ -61,7 +62,7 @@ def create_app(settings: Settings) -> Litestar:
         await wait_for_broker(settings.kafka_bootstrap)
         await ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
         engine = make_engine(settings.database_url)
-        await create_schema(engine)
+        await migrate(engine)  # safe while the projector migrates too (projections.migrate)
         producer = make_producer(settings.kafka_bootstrap)
         consumer = make_consumer(settings.kafka_bootstrap)
         await producer.start()

@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from services import eventloop
+from services.cli.migrate import add_parser as add_migrate_parser
+from services.cli.migrate import apply as apply_migrations
+from services.cli.migrate import database_url
 from services.cli.stack import Stack
 from services.config import DEV_BOOTSTRAP_KEY, hash_key
 
@@ -17,7 +21,7 @@ LOOPBACK = "127.0.0.0/8,::1/128"
 def run(args: argparse.Namespace) -> int:
     home = Path(args.home).resolve()
     env = dict(os.environ)
-    env.setdefault("JOBLEDGER_DATABASE_URL", f"sqlite+aiosqlite:///{home}/jobledger.db")
+    env["JOBLEDGER_DATABASE_URL"] = database_url(home, env)
     env.setdefault("JOBLEDGER_PROCESSOR_DIR", str(home / "processor"))
     # Local development calls endpoints on this machine; production allows none by default.
     env.setdefault("JOBLEDGER_ALLOWED_NETWORKS", LOOPBACK)
@@ -28,6 +32,11 @@ def run(args: argparse.Namespace) -> int:
               f"the well-known {DEV_BOOTSTRAP_KEY}\n"
               "           anyone who can reach the API can use it: set "
               "JOBLEDGER_BOOTSTRAP_KEY for anything but local development", flush=True)
+
+    # Migrated here, once, before the services start: a database they cannot use (made by
+    # a build before migrations) stops this command with the reason, not a restart loop.
+    if eventloop.run(apply_migrations(env["JOBLEDGER_DATABASE_URL"])) != 0:
+        return 2
 
     node = None
     if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
@@ -74,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--home", default=".jobledger", help="state directory")
     run_parser.add_argument("--kafka-port", type=int, default=None)
     run_parser.set_defaults(func=run)
+    add_migrate_parser(sub)
     hash_parser = sub.add_parser("hash-key", help="print the SHA-256 to put in "
                                  "JOBLEDGER_API_KEYS for a new key")
     hash_parser.add_argument("key")

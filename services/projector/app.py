@@ -27,7 +27,8 @@ from aiokafka.errors import KafkaError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.db import create_schema, drop_schema, make_engine
+from projections.db import make_engine
+from projections.migrate import migrate, rebuild_schema
 from projections.notices import encode_projected
 from projections.projector import (
     Applied,
@@ -185,8 +186,9 @@ async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
     await ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
     engine = make_engine(settings.database_url)
     if rebuild:
-        await drop_schema(engine)
-    await create_schema(engine)
+        await rebuild_schema(engine)
+    else:
+        await migrate(engine)  # safe while the API migrates too (projections.migrate)
     consumer = make_consumer(settings.kafka_bootstrap)
     producer = make_producer(settings.kafka_bootstrap)
     await consumer.start()
