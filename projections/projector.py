@@ -64,6 +64,7 @@ from events.types import (
 from events.versions import version_id_for
 from projections.counters import sum_into_parents
 from projections.gates import write_gates
+from projections.rollups import Rollups
 from projections.rows import aware
 from projections.tables import (
     dead_letters,
@@ -267,6 +268,7 @@ class _Fold:
         # Dependency edges added (row) or removed (None), by (upstream, downstream).
         self.edges: dict[tuple[str, str], dict[str, Any] | None] = {}
         self.replays: dict[str, str] = {}  # dead-lettered run id -> the run replaying it
+        self.rollups = Rollups()  # what GET /v1/metrics counts, seen as the runs change
 
     def add(self, decoded: DecodedEvent) -> None:
         env, event = decoded.envelope, decoded.event
@@ -309,6 +311,8 @@ class _Fold:
             if env.run_id is not None:
                 self.changed_runs.pop(env.run_id, None)
             self.new_runs[env.run_id] = _run_row(env, event)
+            self.rollups.observe(env.project_id, env.job_id, env.run_id,
+                                 self.new_runs[env.run_id], made=True)
             if event.continuation_of is not None and env.run_id is not None:
                 self.replays[event.continuation_of] = env.run_id
         else:
@@ -319,6 +323,7 @@ class _Fold:
                 self.dead.append({"run_id": env.run_id, "project_id": env.project_id,
                                   "job_id": env.job_id, "status": changes["status"],
                                   "finished_at": env.occurred_at, "replayed_by": None})
+            self.rollups.observe(env.project_id, env.job_id, env.run_id, changes)
             changes["updated_at"], changes["last_seq"] = env.occurred_at, env.seq
             if env.run_id in self.new_runs:
                 self.new_runs[env.run_id].update(changes)
@@ -346,6 +351,7 @@ class _Fold:
         # Before the runs change: the gates compare each run's stored status with its
         # status after the batch.
         write_gates(conn, self.new_runs.values(), self.changed_runs)
+        self.rollups.write(conn)
         if self.new_runs:
             conn.execute(insert(runs), list(self.new_runs.values()))
             if labels := _labels(self.new_runs.values()):
