@@ -1,7 +1,7 @@
 """GET /v1/metrics from the rollups (projections.rollups): a project's or a job's runs
 started and ended per bucket, its success rate, and percentiles of duration and queue
-wait, read from at most MAX_ROWS rollup rows through their primary key. The cost does not
-depend on how many runs there were.
+wait, read from at most MAX_ROWS rollup rows (and a bucket's) through their primary key.
+The cost does not depend on how many runs there were.
 
 The window is rounded out to whole buckets, aligned on the Unix epoch (so on UTC
 midnights and hours): from the start of the bucket that holds ``now - window`` to the end
@@ -20,10 +20,11 @@ from projections import histogram
 from projections.rollups import ENDED, SPANS, WHOLE_PROJECT
 from projections.tables import metric_rollups
 
-# The most buckets one answer holds (a day of minutes).
+# The most buckets a window holds (a day of minutes); the answer holds one more when the
+# window is rounded out.
 MAX_BUCKETS = 1440
-# The most rollup rows one answer reads: a week of minute rows (buckets of whole hours
-# read hour rows, so 90 days of them stay below it).
+# The most rollup rows a window reads: a week of minute rows (buckets of whole hours read
+# hour rows, so 90 days of them stay below it); rounding out adds a bucket's worth.
 MAX_ROWS = 7 * 1440
 # The shares the percentiles are read at.
 SHARES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
@@ -55,14 +56,15 @@ def plan_of(window_secs: int, bucket_secs: int, now: datetime) -> Plan:
     start = (at - window_secs) // bucket_secs * bucket_secs
     end = at // bucket_secs * bucket_secs + bucket_secs
     span = max(s for s in SPANS if bucket_secs % s == 0)
-    plan = Plan(start, end, bucket_secs, span)
-    if plan.buckets > MAX_BUCKETS:
-        raise TooFine(f"the window holds {plan.buckets} of these buckets; at most "
-                      f"{MAX_BUCKETS} are answered (use longer buckets or a shorter window)")
-    if (end - start) // span > MAX_ROWS:
+    # The limits are on the window: rounding out adds a bucket (and its rows) to it.
+    if -(-window_secs // bucket_secs) > MAX_BUCKETS:
+        raise TooFine(f"the window holds {-(-window_secs // bucket_secs)} of these buckets; "
+                      f"at most {MAX_BUCKETS} are answered (use longer buckets or a "
+                      "shorter window)")
+    if window_secs // span > MAX_ROWS:
         raise TooFine("buckets that are not whole hours are read from minute rollups, at "
                       "most 7 days of them (use whole hours or a shorter window)")
-    return plan
+    return Plan(start, end, bucket_secs, span)
 
 
 @dataclass(slots=True)
