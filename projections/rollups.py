@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from projections import histogram
 from projections.rows import aware
@@ -38,6 +38,8 @@ _ENDED = frozenset(ENDED)
 SPANS = (60, 3600, 86400)
 WHOLE_PROJECT = ""  # the job_id of a project's own rows
 IN_CHUNK = 500
+# How many more primary-key probes than rows one read of the rollups may make.
+CROSS_FACTOR = 8
 _KEY = ("project_id", "job_id", "span", "bucket_start")
 
 Key = tuple[str, str, int, int]
@@ -167,12 +169,16 @@ class Rollups:
         _add(conn, found)
 
 
+# Built once (building a statement per batch costs more than running it).
+_STORED = (select(runs.c.id, runs.c.status, runs.c.created_at, runs.c.scheduled_at,
+                  runs.c.started_at)
+           .where(runs.c.id.in_(bindparam("ids", expanding=True))))
+
+
 def _stored(conn: Connection, run_ids: list[str]) -> dict[str, Stored]:
     found: dict[str, Stored] = {}
     for i in range(0, len(run_ids), IN_CHUNK):
-        rows = conn.execute(select(runs.c.id, runs.c.status, runs.c.created_at,
-                                   runs.c.scheduled_at, runs.c.started_at)
-                            .where(runs.c.id.in_(run_ids[i:i + IN_CHUNK])))
+        rows = conn.execute(_STORED, {"ids": run_ids[i:i + IN_CHUNK]})
         found.update((str(r.id), Stored(str(r.status), aware(r.created_at),
                                         aware(r.scheduled_at), aware(r.started_at)))
                      for r in rows)
@@ -180,24 +186,47 @@ def _stored(conn: Connection, run_ids: list[str]) -> dict[str, Stored]:
 
 
 _COUNTS = ("started", *ENDED)
+_CURRENT = select(metric_rollups).where(and_(*(
+    metric_rollups.c[name].in_(bindparam(name, expanding=True)) for name in _KEY)))
 _UPDATE = (update(metric_rollups)
            .where(and_(*(metric_rollups.c[name] == bindparam(f"b_{name}") for name in _KEY)))
            .values({name: bindparam(name) for name in (*_COUNTS, "durations", "waits")}))
 
 
+def _current(conn: Connection, keys: list[Key]) -> dict[Key, dict[str, Any]]:
+    """The stored rows of ``keys``. Each column's values are asked for at once, so the
+    query is built once and only its lists change: SQLite and PostgreSQL probe the primary
+    key for each combination, a superset of the keys (picked out here). When that cross
+    product is much larger than the keys (a batch over many jobs and many minutes, as in a
+    rebuild), each job's keys are asked for apart: at most 3 probes per key (the spans)."""
+    params = {name: sorted({key[i] for key in keys}) for i, name in enumerate(_KEY)}
+    if math.prod(len(values) for values in params.values()) > CROSS_FACTOR * len(keys):
+        jobs: dict[tuple[str, str], list[Key]] = {}
+        for key in keys:
+            jobs.setdefault(key[:2], []).append(key)
+        if len(jobs) > 1:
+            found: dict[Key, dict[str, Any]] = {}
+            for part in jobs.values():
+                found.update(_current(conn, part))
+            return found
+    wanted = set(keys)
+    current: dict[Key, dict[str, Any]] = {}
+    for start in range(0, len(params["bucket_start"]), IN_CHUNK):
+        chunk = {**params, "bucket_start": params["bucket_start"][start:start + IN_CHUNK]}
+        for row in conn.execute(_CURRENT, chunk):
+            fields = row._asdict()
+            key = (str(fields["project_id"]), str(fields["job_id"]), int(fields["span"]),
+                   int(fields["bucket_start"]))
+            if key in wanted:
+                current[key] = fields
+    return current
+
+
 def _add(conn: Connection, found: dict[Key, Delta]) -> None:
     """Add the deltas to their rows: read the rows that exist, then one executemany of
     updates and one of inserts."""
-    cols = [metric_rollups.c[name] for name in _KEY]
-    current: dict[Key, dict[str, Any]] = {}
+    current = _current(conn, list(found))
     wanted = sorted(found)
-    for i in range(0, len(wanted), IN_CHUNK):
-        match = or_(*(and_(*(c == v for c, v in zip(cols, key, strict=True)))
-                      for key in wanted[i:i + IN_CHUNK]))
-        for found_row in conn.execute(select(metric_rollups).where(match)):
-            fields = found_row._asdict()
-            current[(str(fields["project_id"]), str(fields["job_id"]), int(fields["span"]),
-                     int(fields["bucket_start"]))] = fields
     updates, inserts = [], []
     for key in wanted:
         delta, old = found[key], current.get(key)

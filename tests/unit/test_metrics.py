@@ -29,6 +29,7 @@ from events.types import (
     RunTriggered,
 )
 from projections import histogram
+from projections import rollups as rollups_module
 from projections.health import percentile as exact_percentile
 from projections.metrics import (
     MAX_BUCKETS,
@@ -331,3 +332,19 @@ async def test_the_query_reads_the_rollups_through_their_primary_key(
         assert "bucket_start>? AND bucket_start<?" in plan[0], plan
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("factor", [0, 10 ** 9])
+async def test_the_rollups_read_by_job_or_all_at_once_alike(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, factor: int) -> None:
+    # Factor 0: every read of stored rollups goes job by job; 10**9: all in one query.
+    records = scripted().records
+    whole = await projected(tmp_path / "whole", records, cuts=3)
+    monkeypatch.setattr(rollups_module, "CROSS_FACTOR", factor)
+    other = await projected(tmp_path / "other", records, cuts=3)
+    try:
+        assert await rollups(other) == await rollups(whole)
+        assert len(await rollups(other)) > 20
+    finally:
+        await whole.dispose()
+        await other.dispose()
