@@ -330,6 +330,15 @@ async def test_the_query_reads_the_rollups_through_their_primary_key(
                 "EXPLAIN QUERY PLAN " + str(compiled), values)]
         assert len(plan) == 1 and plan[0].startswith("SEARCH metric_rollups USING INDEX"), plan
         assert "bucket_start>? AND bucket_start<?" in plan[0], plan
+        # The projector's read of the rows a batch adds to probes the same key.
+        lists = {"project_id": ["p"], "job_id": ["", "j1"], "span": [60, 3600],
+                 "bucket_start": [0, 60]}
+        sql = str(rollups_module._CURRENT.params(**lists).compile(
+            dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+        async with engine.connect() as conn:
+            plan = [row[-1] for row in await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+        assert plan[0].startswith("SEARCH metric_rollups USING INDEX"), (sql, plan)
+        assert "bucket_start=?" in plan[0], plan
     finally:
         await engine.dispose()
 
