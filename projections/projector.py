@@ -67,6 +67,7 @@ from projections.counters import sum_into_parents
 from projections.gates import write_gates
 from projections.job_search import terms_of
 from projections.retention import correct_after_settings, purged_among, write_retention
+from projections.rollups import Rollups
 from projections.rows import aware
 from projections.tables import (
     dead_letters,
@@ -274,6 +275,7 @@ class _Fold:
         self.replays: dict[str, str] = {}  # dead-lettered run id -> the run replaying it
         self.retention: list[dict[str, Any]] = []  # project_retention rows to insert
         self.ended: dict[str, str] = {}  # run id -> project id, of runs that ended
+        self.rollups = Rollups()  # what GET /v1/metrics counts, seen as the runs change
 
     def add(self, decoded: DecodedEvent) -> None:
         env, event = decoded.envelope, decoded.event
@@ -322,6 +324,8 @@ class _Fold:
             if env.run_id is not None:
                 self.changed_runs.pop(env.run_id, None)
             self.new_runs[env.run_id] = _run_row(env, event)
+            self.rollups.observe(env.project_id, env.job_id, env.run_id,
+                                 self.new_runs[env.run_id], made=True)
             if event.continuation_of is not None and env.run_id is not None:
                 self.replays[event.continuation_of] = env.run_id
         else:
@@ -334,6 +338,7 @@ class _Fold:
                                   "finished_at": env.occurred_at, "replayed_by": None})
             if "finished_at" in changes and env.run_id is not None:
                 self.ended[env.run_id] = env.project_id
+            self.rollups.observe(env.project_id, env.job_id, env.run_id, changes)
             changes["updated_at"], changes["last_seq"] = env.occurred_at, env.seq
             if env.run_id in self.new_runs:
                 self.new_runs[env.run_id].update(changes)
@@ -371,6 +376,7 @@ class _Fold:
                      else self.changed_runs[run_id])
             for run_id, project in self.ended.items()
             if run_id in self.new_runs or run_id in self.changed_runs})
+        self.rollups.write(conn)
         if self.new_runs:
             conn.execute(insert(runs), list(self.new_runs.values()))
             if labels := _labels(self.new_runs.values()):

@@ -312,3 +312,28 @@ operation_parts = Table(
     Column("superseded", Boolean, nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=False),
 )
+
+# The runs' counts and time histograms for GET /v1/metrics (projections.rollups), kept by
+# the projector per batch so that a request reads O(buckets) rows, never the runs. One row
+# per (project, job, span, bucket_start): span is the bucket's length in seconds (60, 3600
+# or 86400: minute, hour and UTC day rows, each counted on its own), bucket_start its first
+# second (Unix time, a multiple of span); job_id "" is the whole project. started: runs
+# first dispatched in the bucket; the status columns: runs that ended so in it. durations
+# (completed runs, start to end) and waits (eligible to first dispatch): sparse histograms
+# {bin: count} of projections.histogram.
+metric_rollups = Table(
+    "metric_rollups", metadata,
+    Column("project_id", String(64), primary_key=True),
+    Column("job_id", String(64), primary_key=True),
+    Column("span", Integer, primary_key=True),
+    Column("bucket_start", BigInteger, primary_key=True),
+    Column("started", Integer, nullable=False),
+    Column("completed", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("timed_out", Integer, nullable=False),
+    Column("crashed", Integer, nullable=False),
+    Column("canceled", Integer, nullable=False),
+    Column("expired", Integer, nullable=False),
+    Column("durations", JSON, nullable=False),
+    Column("waits", JSON, nullable=False),
+)

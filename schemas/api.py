@@ -270,6 +270,60 @@ class JobHealth(msgspec.Struct, kw_only=True):
     last_run: LastRun | None
 
 
+class EndedRuns(msgspec.Struct, kw_only=True):
+    """Runs that ended, by the state they ended in."""
+
+    completed: int
+    failed: int
+    timed_out: int
+    crashed: int
+    canceled: int
+    expired: int
+
+
+class Percentiles(msgspec.Struct, kw_only=True):
+    """Nearest-rank percentiles in seconds, each within ``relative_error`` of the exact
+    one (or under a millisecond when it is); null without any value."""
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class MetricsBucket(msgspec.Struct, kw_only=True):
+    start: datetime
+    started: Annotated[int, Meta(description="runs first dispatched in the bucket")]
+    ended: EndedRuns
+    throughput_per_sec: Annotated[float, Meta(
+        description="runs ended in the bucket (any end state) per second of its length")]
+
+
+class Metrics(msgspec.Struct, kw_only=True):
+    """A project's (or one job's) runs over a window, from the metric rollups (see the
+    README's Metrics section for how each figure is counted)."""
+
+    job_id: str | None
+    window: str
+    bucket: str
+    start: Annotated[datetime, Meta(description="the window rounded out to whole buckets: "
+                                                "from here...")]
+    end: Annotated[datetime, Meta(description="...to here (exclusive)")]
+    started: int
+    ended: EndedRuns
+    success_rate: Annotated[float | None, Meta(
+        description="completed / (completed + failed + timed_out + crashed); null "
+                    "without any")]
+    throughput_per_sec: float
+    duration_secs: Annotated[Percentiles, Meta(
+        description="completed runs, last start to end")]
+    queue_wait_secs: Annotated[Percentiles, Meta(
+        description="runs first dispatched: created (or scheduled, when later) to first "
+                    "dispatch")]
+    relative_error: Annotated[float, Meta(description="how far a percentile may be from "
+                                                      "the exact one, relatively")]
+    buckets: list[MetricsBucket]
+
+
 class BatchCreateItem(msgspec.Struct, kw_only=True):
     """One item of a batch create, answered in its place."""
 

@@ -31,6 +31,7 @@ from services.api.job_list import list_jobs_route
 from services.api.job_toggles import batch_disable, batch_enable
 from services.api.job_versions import list_versions, read_version, update_job
 from services.api.jobs import create_job, read_job, trigger_job
+from services.api.metrics import read_metrics_route
 from services.api.operations import cancel_waiting, read_operation
 from services.api.options import allow_every_method
 from services.api.quotas import read_quotas, set_quotas
@@ -94,7 +95,7 @@ def create_app(settings: Settings) -> Litestar:
                         read_run, cancel_run, run_events, batch_enable, batch_disable,
                         delete_job, update_job, list_versions, read_version,
                         list_jobs_route, list_runs_route, run_children, run_lineage,
-                        read_job_health,
+                        read_job_health, read_metrics_route,
                         create_jobs, clone_job, run_messages,
                         list_dlq, replay_run, cancel_waiting, read_operation,
                         *CALLBACK_ROUTES, *DEPENDENCY_ROUTES],

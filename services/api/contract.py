@@ -149,6 +149,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("get", f"{_RUN}/children"): Route((400, 401, 404, 422, 503)),
     ("get", f"{_RUN}/lineage"): Route(_READ),
     ("get", "/v1/jobs/{id_or_slug}/health"): Route((400, 401, 404, 422, 503)),
+    ("get", "/v1/metrics"): Route((400, 401, 404, 422, 503)),
     ("post", "/v1/runs/cancel-waiting"): Route((400, 401, 403, 404, 413, 422, 503),
                                                CancelWaitingRequest, accepted=True,
                                                example={"job_id": "nightly-report"}),

@@ -54,6 +54,9 @@ _SLUG_RULE = "a job's slug cannot change"
 # cycle (the stored jobs and graph decide).
 _DEPENDENCY_RULES = ("a job cannot depend on itself", "this would close a cycle",
                      "no job of this project has this id or slug")
+# Metrics: how a bucket fits its window.
+_BUCKET_RULES = ("longer than the window", "the window holds",
+                 "buckets that are not whole hours")
 # A trigger: the payload against the job's own payload_schema.
 _PAYLOAD_RULE = "does not match the job's payload_schema"
 _INT_GOT_FLOAT = re.compile(r"Expected `int( \| null)?`, got `float`")
@@ -115,6 +118,10 @@ def _beyond_the_schema(label: str, body: Any, detail: dict[str, Any]) -> bool:
         # a rule the text's schema (any string up to 200) does not state.
         return (field == "offset" and reason.startswith("page by cursor or by offset")) or (
             field == "q" and reason.startswith(("a search needs", "at most")))
+    if label == "GET /v1/metrics":
+        # A bucket must fit its window (projections.metrics.plan_of): a rule between two
+        # parameters.
+        return field == "bucket" and reason.startswith(_BUCKET_RULES)
     if label == "POST /v1/runs/cancel-waiting":
         # A version is of a job: job_version without job_id (a rule between two fields).
         return field == "job_version" and reason == "needs job_id"
