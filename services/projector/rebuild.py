@@ -86,9 +86,11 @@ async def rebuild(settings: Settings, out: Callable[[str], None] = print,
             generations.remove(new)
             raise
         generations.switch(new)
+    skipped = (f", {rebuilt.passed_over} records that cannot be applied passed over"
+               if rebuilt.passed_over else "")
     out(f"rebuild: switched to {new.name} ({rebuilt.events} events in "
-        f"{rebuilt.seconds:.1f} s, {rebuilt.rate:,.0f} records/s); removing {old.name} "
-        f"in {grace_secs:g} s")
+        f"{rebuilt.seconds:.1f} s, {rebuilt.rate:,.0f} records/s{skipped}); removing "
+        f"{old.name} in {grace_secs:g} s")
     await asyncio.sleep(grace_secs)
     generations.remove(old)
     return rebuilt
