@@ -46,6 +46,8 @@ bench-env: $(BENCH_STAMP)
 # make bench BENCH_ARGS=--quick for the short development run.
 bench: install kafka-jars bench-env
 	$(BIN)/python -m tests.bench.e2e --bench-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
+	$(BIN)/python -m tests.bench.rebuild
+	$(BIN)/python -m tests.bench.run_list
 
 # Re-pin every dependency (needs uv: pip install uv).
 lock:

@@ -23,8 +23,13 @@ def _add(total: dict[str, int], counters: dict[str, Any] | None) -> None:
             total[name] = total.get(name, 0) + value
 
 
-def sum_into_parents(conn: Connection, changed: Iterable[str]) -> None:
-    level = _parents_of(conn, set(changed))
+def sum_into_parents(conn: Connection, changed: Iterable[str],
+                     inserted: Iterable[str] = ()) -> None:
+    """Recompute ``child_counters`` above the runs whose counters ``changed``, and of the
+    runs just ``inserted`` that already have children: a parent's and a child's events
+    are on different partitions, and a replay (or a projector catching up) may read the
+    child's counters before its parent exists; the parent's insert then sums them."""
+    level = _parents_of(conn, set(changed)) | _with_children(conn, set(inserted))
     for _ in range(MAX_LEVELS):
         if not level:
             return
@@ -48,3 +53,14 @@ def _parents_of(conn: Connection, run_ids: set[str]) -> set[str]:
                             .where(runs.c.id.in_(wanted[i:i + IN_CHUNK])))
         parents.update(parent for (parent,) in rows if parent is not None)
     return parents
+
+
+def _with_children(conn: Connection, run_ids: set[str]) -> set[str]:
+    """Those of ``run_ids`` that some run names as its parent (ix_runs_parent)."""
+    wanted = sorted(run_ids)
+    found: set[str] = set()
+    for i in range(0, len(wanted), IN_CHUNK):
+        rows = conn.execute(select(runs.c.parent_run_id).distinct()
+                            .where(runs.c.parent_run_id.in_(wanted[i:i + IN_CHUNK])))
+        found.update(parent for (parent,) in rows)
+    return found

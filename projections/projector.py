@@ -397,8 +397,9 @@ class _Fold:
                 & (job_dependencies.c.downstream_job_id == downstream)))
             if edge is not None:
                 conn.execute(insert(job_dependencies), [edge])
-        if self.progressed:
-            sum_into_parents(conn, self.progressed)
+        if self.progressed or self.new_runs:
+            sum_into_parents(conn, self.progressed,
+                             (run_id for run_id in self.new_runs if run_id is not None))
         for dead_id, replay_id in self.replays.items():
             conn.execute(update(dead_letters).where(dead_letters.c.run_id == dead_id)
                          .values(replayed_by=replay_id))

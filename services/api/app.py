@@ -1,5 +1,6 @@
 """The Litestar app factory."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,8 +11,7 @@ from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from projections.db import make_engine
-from projections.migrate import migrate
+from projections.live_store import LiveStore
 from schemas.api import Accepted
 from services.api import payload_schema
 from services.api.auth import KeyRing, auth_middleware
@@ -57,13 +57,26 @@ def _pending(request: Request[Any, Any, Any], exc: StillPending) -> Response[Acc
     return Response(body, status_code=202, headers=headers)
 
 
+async def _follow_generations(store: LiveStore, ctx: ApiContext) -> None:
+    """Serve from the generation a rebuild made live, within about a second of the
+    switch (requests already under way finish on the old one)."""
+    while True:
+        await asyncio.sleep(store.check_secs)
+        try:
+            if await store.switched():
+                ctx.engine = ctx.watcher.engine = store.engine
+        except Exception as exc:  # keep serving the old generation; look again later
+            log.warning("opening the new generation failed: %s", exc)
+
+
 def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def kafka_and_store(app: Litestar) -> AsyncIterator[None]:
         await wait_for_broker(settings.kafka_bootstrap)
         await ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
-        engine = make_engine(settings.database_url)
-        await migrate(engine)  # safe while the projector migrates too (projections.migrate)
+        # Migrating is safe while the projector migrates too (projections.migrate).
+        store = LiveStore(settings.database_url)
+        engine = await store.open()
         producer = make_producer(settings.kafka_bootstrap)
         consumer = make_consumer(settings.kafka_bootstrap)
         await producer.start()
@@ -78,15 +91,18 @@ def create_app(settings: Settings) -> Litestar:
         await payload_schema.start()  # the validator workers, before the first trigger
         app.state.ctx = ApiContext(settings, bus, engine, app.state.keyring, watcher,
                                    token_secret=load_secret(settings))
+        follower = asyncio.create_task(_follow_generations(store, app.state.ctx))
         try:
             yield
         finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
             await watcher.stop()
             await notices.stop()
             await bus.stop()
             await consumer.stop()
             await producer.stop()
-            await engine.dispose()
+            await store.close()
             await payload_schema.close()
 
     app = Litestar(

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from projections.generations import generations_for
 from services import eventloop
 from services.cli.migrate import add_parser as add_migrate_parser
 from services.cli.migrate import apply as apply_migrations
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
     # Migrated here, once, before the services start: a database they cannot use (made by
     # a build before migrations) stops this command with the reason, not a restart loop.
-    if eventloop.run(apply_migrations(env["JOBLEDGER_DATABASE_URL"])) != 0:
+    live = generations_for(env["JOBLEDGER_DATABASE_URL"]).live().url  # after any rebuild
+    if eventloop.run(apply_migrations(live)) != 0:
         return 2
 
     node = None
@@ -71,6 +73,37 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def rebuild_projections(args: argparse.Namespace) -> int:
+    """Replay the log into a new generation of the read models and switch to it (see
+    services.projector.rebuild). Exit 0 once switched; 1, the old generation still
+    serving, on failure."""
+    from services.config import Settings
+    from services.logs import configure_logging
+    from services.projector.rebuild import rebuild
+
+    home = Path(args.home).resolve()
+    env = dict(os.environ)
+    # The same defaults as ``jobledger run``, so the command finds what that one started.
+    env.setdefault("JOBLEDGER_DATABASE_URL", f"sqlite+aiosqlite:///{home}/jobledger.db")
+    ports = home / "kafka" / "ports"
+    if not env.get("KAFKA_BOOTSTRAP_SERVERS") and ports.exists():
+        env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{ports.read_text().split()[0]}"
+    configure_logging("rebuild")
+    settings = Settings.from_env(env)
+    try:
+        eventloop.run(rebuild(settings, out=lambda line: print(line, flush=True),
+                              grace_secs=args.grace))
+    except KeyboardInterrupt:
+        print("jobledger: rebuild interrupted; the old generation still serves",
+              file=sys.stderr)
+        return 1
+    except Exception as exc:
+        print(f"jobledger: rebuild failed: {type(exc).__name__}: {exc}; the old "
+              "generation still serves", file=sys.stderr)
+        return 1
+    return 0
+
+
 def print_key_hash(args: argparse.Namespace) -> int:
     print(hash_key(args.key))
     return 0
@@ -88,6 +121,16 @@ def main(argv: list[str] | None = None) -> int:
                                  "JOBLEDGER_API_KEYS for a new key")
     hash_parser.add_argument("key")
     hash_parser.set_defaults(func=print_key_hash)
+    projections = sub.add_parser("projections", help="manage the read models")
+    actions = projections.add_subparsers(dest="action", required=True)
+    rebuild_parser = actions.add_parser(
+        "rebuild", help="replay the events topic into a new generation of the read "
+        "models while the current one serves, then switch to it")
+    rebuild_parser.add_argument("--home", default=".jobledger",
+                                help="state directory (as for run)")
+    rebuild_parser.add_argument("--grace", type=float, default=5.0,
+                                help="seconds to keep the old generation after the switch")
+    rebuild_parser.set_defaults(func=rebuild_projections)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

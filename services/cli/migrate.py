@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from projections.db import make_engine
+from projections.generations import generations_for
 from projections.migrate import SchemaError, head, migrate, rebuild_schema, revision_of
 from services import eventloop
 
@@ -56,7 +57,9 @@ async def apply(url: str, rebuild: bool = False, check: bool = False) -> int:
 
 
 def migrate_command(args: argparse.Namespace) -> int:
-    url = database_url(Path(args.home).resolve(), os.environ)
+    # The live generation: after a rebuild (`jobledger projections rebuild`) the read models
+    # live in a sibling of the configured file.
+    url = generations_for(database_url(Path(args.home).resolve(), os.environ)).live().url
     return eventloop.run(apply(url, rebuild=args.rebuild, check=args.check))
 
 

@@ -27,8 +27,7 @@ from aiokafka.errors import KafkaError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.db import make_engine
-from projections.migrate import migrate, rebuild_schema
+from projections.live_store import LiveStore
 from projections.notices import encode_projected
 from projections.projector import (
     Applied,
@@ -178,17 +177,15 @@ class Projector:
         return skipped
 
 
-async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
-                        rebuild: bool = False) -> None:
+async def run_projector(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     topic = settings.topics.events
     await wait_for_broker(settings.kafka_bootstrap)
     await ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
-    engine = make_engine(settings.database_url)
-    if rebuild:
-        await rebuild_schema(engine)
-    else:
-        await migrate(engine)  # safe while the API migrates too (projections.migrate)
+    # The live generation of the store; a rebuild (``jobledger projections rebuild``)
+    # switches it, and the loop below then carries on in the new one.
+    store = LiveStore(settings.database_url)
+    engine = await store.open()  # migrated: safe while the API migrates too
     consumer = make_consumer(settings.kafka_bootstrap)
     producer = make_producer(settings.kafka_bootstrap)
     await consumer.start()
@@ -202,13 +199,7 @@ async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
     try:
         tps = await topic_partitions(settings.kafka_bootstrap, topic)
         consumer.assign(tps)
-        stored = await load_offsets(engine, topic)
-        for tp in tps:
-            if tp.partition in stored:
-                consumer.seek(tp, stored[tp.partition])
-            else:
-                await consumer.seek_to_beginning(tp)
-        log.info("projecting %s from %s", topic, stored or "the beginning")
+        await _seek_to_stored(consumer, store.engine, topic)
         applied, reported = 0, time.monotonic()
         while not stop.is_set():
             try:
@@ -220,8 +211,13 @@ async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
             if records:
                 applied += await projector.project(records)
             await sweeper.turn(caught_up=len(records) < MAX_BATCH)
+            if await store.switched():
+                # The new generation knows where it is in the log: go on from there (the
+                # rebuild has caught up, so this is at or near the end).
+                projector.engine = sweeper.engine = store.engine
+                await _seek_to_stored(consumer, store.engine, topic)
             if time.monotonic() - reported > REPORT_EVERY_SECS:
-                behind, secs = await _lag(consumer, engine, topic)
+                behind, secs = await _lag(consumer, store.engine, topic)
                 log.info("applied %d events; %d behind (%s s); %d poisoned records passed "
                          "over; %d notices sent, %d lost", applied, behind, secs,
                          projector.poisoned, notices.sent, notices.failed)
@@ -231,7 +227,20 @@ async def run_projector(settings: Settings, stop: asyncio.Event | None = None,
         await asyncio.gather(sender, return_exceptions=True)
         await consumer.stop()
         await producer.stop()
-        await engine.dispose()
+        await store.close()
+
+
+async def _seek_to_stored(consumer: AIOKafkaConsumer, engine: AsyncEngine,
+                          topic: str) -> None:
+    """Fetch each assigned partition from the offset the store holds (its beginning if
+    the store has none)."""
+    stored = await load_offsets(engine, topic)
+    for tp in consumer.assignment():
+        if tp.partition in stored:
+            consumer.seek(tp, stored[tp.partition])
+        else:
+            await consumer.seek_to_beginning(tp)
+    log.info("projecting %s from %s", topic, stored or "the beginning")
 
 
 async def _fetch(consumer: AIOKafkaConsumer) -> list[Record]:
