@@ -35,6 +35,8 @@ from services.api.options import allow_every_method
 from services.api.quotas import read_quotas, set_quotas
 from services.api.run_list import list_runs_route, run_children, run_lineage
 from services.api.runs import cancel_run, read_run, run_events, run_messages
+from services.api.stream_hub import StreamHub
+from services.api.streams import STREAM_ROUTES
 from services.api.visibility import ProjectionWatcher
 from services.config import Settings
 from services.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
@@ -72,12 +74,14 @@ def create_app(settings: Settings) -> Litestar:
         watcher = ProjectionWatcher(engine, notices, settings.kafka_bootstrap,
                                     settings.topics.projected)
         await watcher.start()
+        watcher.listeners.append(app.state.streams.applied)
         await payload_schema.start()  # the validator workers, before the first trigger
         app.state.ctx = ApiContext(settings, bus, engine, app.state.keyring, watcher,
                                    token_secret=load_secret(settings))
         try:
             yield
         finally:
+            app.state.streams.stop_all()  # before what the streams read from goes away
             await watcher.stop()
             await notices.stop()
             await bus.stop()
@@ -95,7 +99,7 @@ def create_app(settings: Settings) -> Litestar:
                         read_job_health,
                         create_jobs, clone_job, run_messages,
                         list_dlq, replay_run, cancel_waiting, read_operation,
-                        *CALLBACK_ROUTES, *DEPENDENCY_ROUTES],
+                        *CALLBACK_ROUTES, *DEPENDENCY_ROUTES, *STREAM_ROUTES],
         lifespan=[kafka_and_store],
         middleware=[auth_middleware()],
         before_send=[allow_every_method],
@@ -110,5 +114,6 @@ def create_app(settings: Settings) -> Litestar:
     )
     app.state.keyring = KeyRing(settings)
     app.state.readiness = ReadinessCache()
+    app.state.streams = StreamHub(settings.max_streams)
     complete_openapi(app.plugins.get(OpenAPIPlugin).provide_openapi_schema())
     return app
