@@ -25,6 +25,7 @@ from services.api.errors import EXCEPTION_HANDLERS
 from services.api.stream_hub import StreamHub
 from services.api.streams import STREAM_ROUTES
 from services.config import ApiKey, Settings, hash_key
+from tests.integration.sse import Message, drain, messages
 from tests.unit.domain_support import at
 from tests.unit.test_projections import engine_at
 from tests.unit.test_streams import TOPIC, Log, scripted
@@ -81,32 +82,6 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     await engine.dispose()
 
 
-@dataclass
-class Message:
-    id: str | None = None
-    event: str | None = None
-    data: Any = None
-    comment: str | None = None
-
-
-async def messages(response: httpx.Response) -> AsyncIterator[Message]:
-    """The SSE messages of a response, as a client parses them."""
-    current = Message()
-    async for line in response.aiter_lines():
-        if line == "":
-            if current != Message():
-                yield current
-            current = Message()
-        elif line.startswith(":"):
-            current.comment = line[1:].strip()
-        else:
-            name, _, value = line.partition(": ")
-            if name == "data":
-                current.data = msgspec.json.decode(value)
-            elif name in ("id", "event"):
-                setattr(current, name, value)
-
-
 async def read_all(client: httpx.AsyncClient, path: str, timeout: float = 10,
                    **kwargs: Any) -> list[Message]:
     """Every message until the server ends the stream (fails if it does not)."""
@@ -160,7 +135,7 @@ async def test_a_live_runs_stream_sends_what_is_applied_and_ends_after_the_end(
         served.log.emit("j2", "r77", RunTriggered(payload={}), at(50))  # another run
         served.log.emit("j2", "r02", RunCompleted(attempt=1, result={"ok": True}), at(51))
         await served.apply_new()
-        rest = [m for m in await asyncio.wait_for(_drain(reading), 10)  # ends by itself
+        rest = [m for m in await asyncio.wait_for(drain(reading), 10)  # ends by itself
                 if m.id is not None]
     events = [m for m in before if m.id is not None] + rest
     assert [int(m.id or 0) for m in events] == seqs_of(served.log, "r02")
@@ -189,7 +164,7 @@ async def test_the_events_stream_starts_now_filters_and_resumes(served: Served) 
         # From the start (after=0), up to now: project p's events only, in position order.
         async with client.stream("GET", "/v1/events/stream", params={"after": 0}) as whole:
             reading = messages(whole)
-            everything = []
+            everything: list[Message] = []
             while len(everything) < 5 or everything[-1].data["run_id"] != "r80":
                 message = await asyncio.wait_for(anext(reading), 5)
                 if message.id is not None:
@@ -272,10 +247,7 @@ async def test_an_idle_stream_keeps_alive_and_stopping_ends_it(served: Served) -
         assert (await anext(reading)).comment == "stream open"
         assert (await asyncio.wait_for(anext(reading), 5)).comment == "keep-alive"
         served.hub.stop_all()
-        rest = await asyncio.wait_for(_drain(reading), 5)  # the server ends it
+        rest = await asyncio.wait_for(drain(reading), 5)  # the server ends it
     assert all(m.id is None for m in rest)
     assert not served.hub.subscriptions
 
-
-async def _drain(reading: AsyncIterator[Message]) -> list[Message]:
-    return [m async for m in reading]
