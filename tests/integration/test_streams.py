@@ -4,6 +4,8 @@ stream ends after the terminal event); the project's stream filtered by job and 
 dropped and resumed likewise; another project's key sees nothing of either."""
 
 import asyncio
+import signal
+import time
 from typing import Any
 
 import httpx
@@ -11,7 +13,12 @@ import pytest
 
 from tests.integration.endpoint import Endpoint
 from tests.integration.sse import Message, drain, events_until, messages
-from tests.integration.stackutil import RunningStack, create_job, wait_for_status
+from tests.integration.stackutil import (
+    RunningStack,
+    create_job,
+    wait_for_status,
+    wait_ready,
+)
 from tests.integration.test_execution import callback, slug, token_of, trigger
 
 pytestmark = pytest.mark.kafka
@@ -134,3 +141,24 @@ async def test_the_events_stream_filtered_by_job_and_type_resumes_where_it_dropp
         assert (await anext(reading)).comment == "stream open"
         with pytest.raises(TimeoutError):
             await events_until(reading, lambda got: bool(got), 3.0)
+
+
+async def test_stopping_the_api_ends_its_open_streams_at_once(
+        ready_stack: RunningStack) -> None:
+    # uvicorn waits for open responses before it stops, and a stream never ends by itself:
+    # the API ends its streams on SIGTERM, so the process stops promptly and cleanly.
+    api = ready_stack.stack["api"]
+    async with ready_stack.client() as client, client.stream(
+            "GET", "/v1/events/stream") as response:
+        reading = messages(response)
+        assert (await anext(reading)).comment == "stream open"
+        started = time.monotonic()
+        await asyncio.to_thread(api.stop, 10.0)
+        left = await asyncio.wait_for(drain(reading), 5)
+    assert all(m.id is None for m in left)
+    # Ended by its own SIGTERM, which uvicorn raises again after its graceful shutdown;
+    # not by the SIGKILL that stop() sends after 10 s.
+    assert api.proc is not None and api.proc.returncode == -signal.SIGTERM, api.tail()
+    assert time.monotonic() - started < 5, "the API took its time to stop"
+    api.start()
+    await wait_ready(ready_stack)
