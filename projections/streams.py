@@ -19,7 +19,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -149,10 +149,14 @@ async def events_after(engine: AsyncEngine, project_id: str, after: int,
     return merge_page(reads, after, filters, limit)
 
 
+def last_position_query(project_id: str) -> Select[Any]:
+    return (select(run_events.c.position).where(run_events.c.project_id == project_id)
+            .order_by(run_events.c.position.desc()).limit(1))
+
+
 async def last_position(engine: AsyncEngine, project_id: str) -> int:
     """The project's latest position (0 before its first event): where a stream opened
     without an id starts, so it shows what happens from now on."""
     async with engine.connect() as conn:
-        found = await conn.scalar(select(func.max(run_events.c.position))
-                                  .where(run_events.c.project_id == project_id))
+        found = await conn.scalar(last_position_query(project_id))
     return int(found or 0)

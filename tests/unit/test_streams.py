@@ -33,6 +33,7 @@ from projections.streams import (
     events_after,
     events_queries,
     last_position,
+    last_position_query,
     position_at,
     position_at_query,
     run_events_after,
@@ -239,7 +240,8 @@ async def test_a_runs_events_page_in_seq_order_within_its_project(
 
 
 async def test_every_read_is_an_index_search(engine: AsyncEngine) -> None:
-    queries = [run_events_query("p", "r01", 2, 500), position_at_query("p", "j1", 5)]
+    queries = [run_events_query("p", "r01", 2, 500), position_at_query("p", "j1", 5),
+               last_position_query("p")]
     for filters in FILTERS:
         queries += events_queries("p", 10, filters, 500)
     for query in queries:
