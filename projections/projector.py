@@ -62,9 +62,9 @@ from events.types import (
     RunWebhookAttempted,
 )
 from events.versions import version_id_for
+from projections import event_order
 from projections.counters import sum_into_parents
 from projections.gates import write_gates
-from projections.positions import assign_positions
 from projections.rows import aware
 from projections.tables import (
     dead_letters,
@@ -353,7 +353,7 @@ class _Fold:
                 conn.execute(insert(run_labels), labels)
         _update_by_id(conn, runs, self.changed_runs)
         if self.events:
-            assign_positions(conn, self.events)
+            event_order.assign_positions(conn, self.events)
             conn.execute(insert(run_events), self.events)
         if self.dead:
             conn.execute(insert(dead_letters), self.dead)

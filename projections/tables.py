@@ -161,7 +161,7 @@ run_events = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("data", JSON, nullable=False),
     # The order the projection applied the events in, across all jobs: 1, 2, 3... given by
-    # the projector in its transaction (projections.positions). The id of the project-wide
+    # the projector in its transaction (projections.event_order). The id of the project-wide
     # live stream (GET /v1/events/stream); it and the run stream read from the indexes
     # below, each ending in it. Unlike seq it is not a fact of the log: a rebuild that meets the
     # partitions in another interleaving numbers the events differently.

@@ -41,6 +41,10 @@ class Settings:
     # How long a command's response waits for its outcome to be visible before a 202.
     command_wait_secs: float = 10.0
     max_payload_bytes: int = 256 * 1024
+    # Live streams (server-sent events) one API process keeps open at most (429 beyond),
+    # and how often an idle one sends a keep-alive comment.
+    max_streams: int = 100
+    stream_heartbeat_secs: float = 15.0
     processor_data_dir: Path = Path(".jobledger/processor")
     # A development run (``jobledger run`` without a configured key): the well-known
     # development key is active. Never set in production.
@@ -62,10 +66,6 @@ class Settings:
     processor_max_poll_records: int | None = None
     processor_stream_buffer: int | None = None
     processor_handover_patch: bool = True
-    # Live streams (server-sent events) one API process keeps open at most (429 beyond),
-    # and how often an idle one sends a keep-alive comment.
-    max_streams: int = 100
-    stream_heartbeat_secs: float = 15.0
 
     @property
     def topics(self) -> Topics:
@@ -98,6 +98,9 @@ class Settings:
             allowed_networks=allowed,
             command_wait_secs=float(env.get("JOBLEDGER_COMMAND_WAIT_SECS",
                                             cls.command_wait_secs)),
+            max_streams=int(env.get("JOBLEDGER_MAX_STREAMS", cls.max_streams)),
+            stream_heartbeat_secs=float(env.get("JOBLEDGER_STREAM_HEARTBEAT_SECS",
+                                                cls.stream_heartbeat_secs)),
             processor_data_dir=Path(env.get("JOBLEDGER_PROCESSOR_DIR",
                                             str(cls.processor_data_dir))),
             executor_max_in_flight=int(env.get("JOBLEDGER_EXECUTOR_MAX_IN_FLIGHT",
@@ -110,9 +113,6 @@ class Settings:
                 env.get("JOBLEDGER_PROCESSOR_MAX_POLL_RECORDS")),
             processor_stream_buffer=_optional_int(env.get("JOBLEDGER_PROCESSOR_STREAM_BUFFER")),
             processor_handover_patch=env.get("JOBLEDGER_FAUST_HANDOVER_PATCH", "1") != "0",
-            max_streams=int(env.get("JOBLEDGER_MAX_STREAMS", cls.max_streams)),
-            stream_heartbeat_secs=float(env.get("JOBLEDGER_STREAM_HEARTBEAT_SECS",
-                                                cls.stream_heartbeat_secs)),
             run_token_secret=env.get("JOBLEDGER_RUN_TOKEN_SECRET") or None,
             run_token_secret_file=Path(env.get("JOBLEDGER_RUN_TOKEN_SECRET_FILE",
                                                str(cls.run_token_secret_file))),
