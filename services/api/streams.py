@@ -51,8 +51,8 @@ MIN_READ_GAP_SECS = 0.2  # at most five reads a second per stream, however busy 
 MAX_TYPES = 10
 
 After = Annotated[int | None, Parameter(
-    ge=0, le=MAX_ID, description="resume after this event id (the Last-Event-ID header, "
-                                 "when sent, wins)")]
+    ge=0, le=MAX_ID, schema_extra={"minimum": 0},  # Litestar leaves a ge of 0 out
+    description="resume after this event id (the Last-Event-ID header, when sent, wins)")]
 LastEventId = Annotated[str | None, HeaderParameter(
     name="Last-Event-ID", max_length=64,
     description="the id of the last event the client received: the stream resumes after "

@@ -50,6 +50,7 @@ from services.api.sse import (
     resume_point,
 )
 from services.api.stream_hub import StreamHub
+from services.api.visibility import ProjectionWatcher
 from tests.unit.domain_support import at, spec
 from tests.unit.test_projections import engine_at
 
@@ -259,6 +260,18 @@ async def test_every_read_is_an_index_search(engine: AsyncEngine) -> None:
 
 
 # --- the hub -------------------------------------------------------------------------
+
+async def test_every_notice_the_watcher_hears_reaches_the_hub() -> None:
+    dummy: Any = None  # neither the engine nor the consumer is used without start()
+    watcher = ProjectionWatcher(dummy, dummy, "unused", "t.projected")
+    hub = StreamHub(max_streams=5)
+    watcher.listeners.append(hub.applied)
+    on_job = hub.open("j1")
+    watcher.applied({"j2": 1})
+    assert not on_job.wake.is_set()
+    watcher.applied({"j1": 3})
+    assert on_job.wake.is_set()
+
 
 async def test_the_hub_caps_streams_wakes_by_job_and_stops_them_all() -> None:
     hub = StreamHub(max_streams=2)
