@@ -180,6 +180,8 @@ async def run_stream(request: Request[Any, Any, Any], run_id: FromPath[str],
 
 def _types(texts: list[str] | None) -> frozenset[str]:
     found = frozenset(t for text in texts or [] for t in text.split(",") if t)
+    if len(found) > MAX_TYPES:  # each type is a read of its own (projections.streams)
+        raise invalid("type", f"at most {MAX_TYPES} event types")
     if unknown := sorted(found - EVENT_TYPES.keys()):
         raise invalid("type", f"{unknown[0][:64]!r} is not an event type (such as "
                               "run.completed; see the AsyncAPI document)")

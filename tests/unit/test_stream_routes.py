@@ -18,7 +18,7 @@ import uvicorn
 from litestar import Litestar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from events.types import RunCompleted, RunHeartbeatRecorded, RunTriggered
+from events.types import EVENT_TYPES, RunCompleted, RunHeartbeatRecorded, RunTriggered
 from projections.projector import apply_batch
 from services.api.auth import KeyRing, auth_middleware
 from services.api.errors import EXCEPTION_HANDLERS
@@ -201,6 +201,9 @@ async def test_errors_are_answered_before_any_stream_in_the_one_shape(
         bad = await error(client, "/v1/events/stream", 422, params={"after": "-3"})
         assert bad["details"][0]["field"] == "after"
         bad = await error(client, "/v1/events/stream", 422, params={"type": "run.exploded"})
+        assert bad["details"][0]["field"] == "type"
+        eleven = ",".join(sorted(EVENT_TYPES)[:11])
+        bad = await error(client, "/v1/events/stream", 422, params={"type": eleven})
         assert bad["details"][0]["field"] == "type"
     async with served.client(None) as anonymous:
         await error(anonymous, "/v1/events/stream", 401)
