@@ -63,6 +63,7 @@ from events.types import (
     RunWebhookAttempted,
 )
 from events.versions import version_id_for
+from projections import event_order
 from projections.counters import sum_into_parents
 from projections.gates import write_gates
 from projections.job_search import terms_of
@@ -384,6 +385,7 @@ class _Fold:
         _update_by_id(conn, runs, self.changed_runs)
         correct_after_settings(conn, self.retention)
         if self.events:
+            event_order.assign_positions(conn, self.events)
             conn.execute(insert(run_events), self.events)
         if self.dead:
             conn.execute(insert(dead_letters), self.dead)

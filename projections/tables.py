@@ -177,6 +177,23 @@ run_events = Table(
     Column("command_id", String(128), nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("data", JSON, nullable=False),
+    # The order the projection applied the events in, across all jobs: 1, 2, 3... given by
+    # the projector in its transaction (projections.event_order). The id of the project-wide
+    # live stream (GET /v1/events/stream); it and the run stream read from the indexes
+    # below, each ending in it. Unlike seq it is not a fact of the log: a rebuild that meets the
+    # partitions in another interleaving numbers the events differently.
+    Column("position", BigInteger, nullable=False),
+    Index("ix_run_events_project_position", "project_id", "position"),
+    Index("ix_run_events_project_job_position", "project_id", "job_id", "position"),
+    Index("ix_run_events_project_type_position", "project_id", "type", "position"),
+    Index("ix_run_events_project_run_position", "project_id", "run_id", "position"),
+)
+
+# The last position given to a run_events row: one row (id 1), moved by each batch.
+event_positions = Table(
+    "event_positions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_position", BigInteger, nullable=False),
 )
 
 # The highest seq applied per job: the projector's at-most-once guard.

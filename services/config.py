@@ -41,6 +41,10 @@ class Settings:
     # How long a command's response waits for its outcome to be visible before a 202.
     command_wait_secs: float = 10.0
     max_payload_bytes: int = 256 * 1024
+    # Live streams (server-sent events) one API process keeps open at most (429 beyond),
+    # and how often an idle one sends a keep-alive comment.
+    max_streams: int = 100
+    stream_heartbeat_secs: float = 15.0
     processor_data_dir: Path = Path(".jobledger/processor")
     # A development run (``jobledger run`` without a configured key): the well-known
     # development key is active. Never set in production.
@@ -102,6 +106,9 @@ class Settings:
             allowed_networks=allowed,
             command_wait_secs=float(env.get("JOBLEDGER_COMMAND_WAIT_SECS",
                                             cls.command_wait_secs)),
+            max_streams=int(env.get("JOBLEDGER_MAX_STREAMS", cls.max_streams)),
+            stream_heartbeat_secs=float(env.get("JOBLEDGER_STREAM_HEARTBEAT_SECS",
+                                                cls.stream_heartbeat_secs)),
             processor_data_dir=Path(env.get("JOBLEDGER_PROCESSOR_DIR",
                                             str(cls.processor_data_dir))),
             executor_max_in_flight=int(env.get("JOBLEDGER_EXECUTOR_MAX_IN_FLIGHT",

@@ -38,6 +38,8 @@ from services.api.quotas import read_quotas, set_quotas
 from services.api.retention import read_retention, set_retention
 from services.api.run_list import list_runs_route, run_children, run_lineage
 from services.api.runs import cancel_run, read_run, run_events, run_messages
+from services.api.stream_hub import StreamHub
+from services.api.streams import STREAM_ROUTES
 from services.api.visibility import ProjectionWatcher
 from services.config import Settings
 from services.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
@@ -57,14 +59,16 @@ def _pending(request: Request[Any, Any, Any], exc: StillPending) -> Response[Acc
     return Response(body, status_code=202, headers=headers)
 
 
-async def _follow_generations(store: LiveStore, ctx: ApiContext) -> None:
+async def _follow_generations(store: LiveStore, ctx: ApiContext, streams: StreamHub) -> None:
     """Serve from the generation a rebuild made live, within about a second of the
-    switch (requests already under way finish on the old one)."""
+    switch (requests already under way finish on the old one). Open streams end: they
+    read the old generation, and clients reconnect to the new one with their last id."""
     while True:
         await asyncio.sleep(store.check_secs)
         try:
             if await store.switched():
                 ctx.engine = ctx.watcher.engine = store.engine
+                streams.end_open()
         except Exception as exc:  # keep serving the old generation; look again later
             log.warning("opening the new generation failed: %s", exc)
 
@@ -88,13 +92,16 @@ def create_app(settings: Settings) -> Litestar:
         watcher = ProjectionWatcher(engine, notices, settings.kafka_bootstrap,
                                     settings.topics.projected)
         await watcher.start()
+        watcher.listeners.append(app.state.streams.applied)
         await payload_schema.start()  # the validator workers, before the first trigger
         app.state.ctx = ApiContext(settings, bus, engine, app.state.keyring, watcher,
                                    token_secret=load_secret(settings))
-        follower = asyncio.create_task(_follow_generations(store, app.state.ctx))
+        follower = asyncio.create_task(_follow_generations(store, app.state.ctx,
+                                                         app.state.streams))
         try:
             yield
         finally:
+            app.state.streams.stop_all()  # before what the streams read from goes away
             follower.cancel()
             await asyncio.gather(follower, return_exceptions=True)
             await watcher.stop()
@@ -114,7 +121,7 @@ def create_app(settings: Settings) -> Litestar:
                         read_job_health, read_metrics_route,
                         create_jobs, clone_job, run_messages,
                         list_dlq, replay_run, cancel_waiting, read_operation,
-                        *CALLBACK_ROUTES, *DEPENDENCY_ROUTES],
+                        *CALLBACK_ROUTES, *DEPENDENCY_ROUTES, *STREAM_ROUTES],
         lifespan=[kafka_and_store],
         middleware=[auth_middleware()],
         before_send=[allow_every_method],
@@ -129,5 +136,6 @@ def create_app(settings: Settings) -> Litestar:
     )
     app.state.keyring = KeyRing(settings)
     app.state.readiness = ReadinessCache()
+    app.state.streams = StreamHub(settings.max_streams)
     complete_openapi(app.plugins.get(OpenAPIPlugin).provide_openapi_schema())
     return app

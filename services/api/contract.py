@@ -36,6 +36,7 @@ from schemas.callbacks import (
     ProgressRequest,
 )
 from schemas.limits import MAX_JSON_DEPTH, MAX_JSON_INT, MIN_JSON_INT
+from schemas.streams import StreamEvent
 from schemas.text import published
 from services.api.job_batch import MAX_BATCH
 
@@ -62,6 +63,10 @@ class Route:
     replays: bool = False
     # Called with a run token (the endpoint's callbacks), not an API key.
     run_token: bool = False
+    # What a status means on this route, where it differs from DESCRIPTIONS.
+    descriptions: dict[int, str] = field(default_factory=dict)
+    # Answers 200 with a stream of server-sent events, each one's data a StreamEvent.
+    event_stream: bool = False
 
 
 # Reads answer 503 too when the read models' database is locked or away.
@@ -86,6 +91,11 @@ _RUN_LINKS = {
     "RunEvents": ("get", _EVENTS, "run_id", "$response.body#/id"),
     "ReadRunJob": ("get", _JOB, "job_id", "$response.body#/job_id"),
 }
+
+_STREAM = {422: "The Last-Event-ID (or after) is not an id the stream sent, or a filter "
+                "is invalid; details name it",
+           429: "The server has its most live streams open (Retry-After says when to try "
+                "again)"}
 
 ROUTES: dict[tuple[str, str], Route] = {
     ("post", "/v1/jobs"): Route(
@@ -164,6 +174,12 @@ ROUTES: dict[tuple[str, str], Route] = {
                                                              accepted=True),
     ("post", f"{_RUN}/replay"): Route((401, 403, 404, 409, 429, 503), accepted=True,
                                       replays=True, links=_RUN_LINKS),
+    # Live streams (server-sent events): 422 for a malformed Last-Event-ID or filter, 429
+    # when the server has its most streams open.
+    ("get", f"{_RUN}/stream"): Route((401, 404, 422, 429, 503), descriptions=_STREAM,
+                                      event_stream=True),
+    ("get", "/v1/events/stream"): Route((401, 422, 429, 503), descriptions=_STREAM,
+                                           event_stream=True),
     ("get", "/healthz"): Route((), public=True),
     ("get", "/readyz"): Route((503,), public=True),
 }
@@ -235,7 +251,7 @@ def complete_openapi(doc: dict[str, Any]) -> dict[str, Any]:
     """Write the routes' declarations into ``doc`` (Litestar's document) in place."""
     bodies = sorted({r.body for r in ROUTES.values() if r.body is not None},
                     key=lambda t: t.__name__)
-    structs: list[type[msgspec.Struct]] = [*bodies, ErrorBody, Accepted]
+    structs: list[type[msgspec.Struct]] = [*bodies, ErrorBody, Accepted, StreamEvent]
     _, components = msgspec.json.schema_components(structs, ref_template=_REF)
     _walk(components, _publish_pattern)
     info = doc.setdefault("info", {})
@@ -266,6 +282,12 @@ def complete_openapi(doc: dict[str, Any]) -> dict[str, Any]:
                 "description": "An idempotency hit: the run this idempotency_key made "
                                "within the job's dedup_window_secs; nothing new was made",
                 "content": responses["201"]["content"]}
+        if route.event_stream:
+            responses["200"] = {
+                "description": "Server-sent events: a `retry` hint, then per event `id`, "
+                               "`event` (its type) and one `data` line holding a "
+                               "StreamEvent as JSON; `: keep-alive` comments while idle",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}}}
         if route.accepted:
             responses["202"] = {
                 "description": DESCRIPTIONS[202],
@@ -273,7 +295,8 @@ def complete_openapi(doc: dict[str, Any]) -> dict[str, Any]:
                                          "description": "where the resource will be"}},
                 "content": _json({"$ref": _REF.format(name="Accepted")})}
         for status in route.errors:
-            answer: dict[str, Any] = {"description": DESCRIPTIONS.get(status, "Error"),
+            described = route.descriptions.get(status) or DESCRIPTIONS.get(status, "Error")
+            answer: dict[str, Any] = {"description": described,
                                       "content": _json(error)}
             if status == 401:
                 answer["headers"] = {"WWW-Authenticate": {

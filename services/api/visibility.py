@@ -11,6 +11,7 @@ lost, a slow poll of the database (one query for all waiting jobs) is the safety
 import asyncio
 import logging
 from collections import OrderedDict, defaultdict
+from collections.abc import Callable
 
 import msgspec
 from aiokafka import AIOKafkaConsumer
@@ -35,6 +36,8 @@ class ProjectionWatcher:
         self._waiting: dict[str, list[tuple[int, asyncio.Future[None]]]] = defaultdict(list)
         self._known: OrderedDict[str, int] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
+        # Called with the positions of every notice heard (the live streams' wake-up).
+        self.listeners: list[Callable[[dict[str, int]], None]] = []
 
     async def start(self) -> None:
         tps = await topic_partitions(self.bootstrap, self.topic)
@@ -69,6 +72,8 @@ class ProjectionWatcher:
 
     def applied(self, positions: dict[str, int]) -> None:
         """The projection has applied these positions: wake whoever they satisfy."""
+        for listener in self.listeners:
+            listener(positions)
         for job_id, seq in positions.items():
             if seq > self._known.get(job_id, 0):
                 self._known[job_id] = seq
