@@ -1,4 +1,4 @@
-"""The projector's apply layer on SQLite, without Kafka."""
+"""The projector's apply layer on SQLite and on PostgreSQL, without Kafka."""
 
 import random
 from pathlib import Path
@@ -23,7 +23,6 @@ from events.types import (
     RunRetryScheduled,
     RunTriggered,
 )
-from projections.db import create_schema, make_engine
 from projections.projector import (
     RunTriggeredTwice,
     apply_batch,
@@ -33,9 +32,12 @@ from projections.projector import (
 )
 from projections.queries import get_job, get_run, job_positions_of, list_run_events
 from projections.tables import metadata
+from tests.stores import engine_at
 from tests.unit.domain_support import at, spec
 
 TOPIC = "t.events"
+# Every test here runs on both stores (tests.stores).
+pytestmark = pytest.mark.usefixtures("store")
 
 
 def record(seq: int, run_id: str | None, event: Event, offset: int | None = None,
@@ -57,12 +59,6 @@ HISTORY = [
     record(6, "r1", RunDispatched(attempt=2, endpoint_url="http://x")),
     record(7, "r1", RunCompleted(attempt=2, result={"ok": True})),
 ]
-
-
-async def engine_at(path: Path) -> AsyncEngine:
-    engine = make_engine(f"sqlite+aiosqlite:///{path}")
-    await create_schema(engine)
-    return engine
 
 
 async def apply(engine: AsyncEngine, records: list[tuple[int, int, bytes]]) -> int:
