@@ -31,11 +31,36 @@ JSON_CODEC: dict[str, Any] = {"json_serializer": _json_text,
                               "json_deserializer": _json_decoder.decode}
 
 
+def _searched(value: Any) -> Any:
+    return value.replace("\x00", "\x01") if isinstance(value, str) else value
+
+
+def _nul_free_reads(_conn: Any, _cursor: Any, statement: str, parameters: Any,
+                    _context: Any, executemany: bool) -> tuple[str, Any]:
+    """PostgreSQL's text cannot hold U+0000, so a value searched for that holds one (an id
+    in a URL, a filter) would fail the query: a 500 where SQLite answers "none". Nothing
+    stored holds a control character (the API refuses them in every text it stores as a
+    column), so such a value matches nothing, and orders the same against every stored
+    text, with U+0001 in its place: the query runs and answers as on SQLite. Only reads:
+    a write that holds one fails, as it should."""
+    if executemany or not statement.lstrip()[:6].upper() == "SELECT":
+        return statement, parameters
+    if isinstance(parameters, dict):
+        return statement, {k: _searched(v) for k, v in parameters.items()}
+    if isinstance(parameters, list | tuple):
+        return statement, type(parameters)(_searched(v) for v in parameters)
+    return statement, parameters
+
+
 def make_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     pool: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
     if not parsed.drivername.startswith("sqlite"):
-        return create_async_engine(url, pool_pre_ping=True, **JSON_CODEC, **pool)
+        server = create_async_engine(url, pool_pre_ping=True, **JSON_CODEC, **pool)
+        if server.dialect.name == "postgresql":
+            event.listen(server.sync_engine, "before_cursor_execute", _nul_free_reads,
+                         retval=True)
+        return server
     if not parsed.database or parsed.database == ":memory:":
         pool = {}  # one connection holds an in-memory database: no pool to size
     else:

@@ -58,7 +58,7 @@ def asyncpg_url(url: str) -> URL:
     return make_url(url).set(drivername="postgresql+asyncpg")
 
 
-def _dsn(url: URL, database: str) -> str:
+def dsn(url: URL, database: str) -> str:
     """What asyncpg itself connects to (no SQLAlchemy driver suffix)."""
     plain = url.set(drivername="postgresql", database=database)
     return plain.render_as_string(hide_password=False)
@@ -76,7 +76,7 @@ async def template_of(server: str) -> str:
     if server not in _templates:
         url = asyncpg_url(server)
         name = f"jl_tpl_{_RUN}"
-        admin = await asyncpg.connect(_dsn(url, url.database or "postgres"))
+        admin = await asyncpg.connect(dsn(url, url.database or "postgres"))
         try:
             # C collation: text sorts by bytes, as on SQLite (the tests compare orders with
             # Python's); template0 because only it may change the locale.
@@ -97,7 +97,7 @@ async def drop_templates() -> None:
     """Drop the session's templates (on a server the tests did not start)."""
     for server, name in list(_templates.items()):
         url = asyncpg_url(server)
-        admin = await asyncpg.connect(_dsn(url, url.database or "postgres"))
+        admin = await asyncpg.connect(dsn(url, url.database or "postgres"))
         try:
             await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         finally:
@@ -114,7 +114,7 @@ class PostgresStore:
         self._made: list[tuple[str, AsyncEngine]] = []
 
     async def _admin(self) -> asyncpg.Connection:
-        return await asyncpg.connect(_dsn(self._url, self._url.database or "postgres"))
+        return await asyncpg.connect(dsn(self._url, self._url.database or "postgres"))
 
     async def engine(self, path: Path) -> AsyncEngine:
         template = await template_of(self.server)

@@ -24,6 +24,7 @@ from events.types import (
     RunTriggered,
 )
 from projections.projector import apply_batch
+from projections.queries import get_run
 from projections.run_list import (
     RunFilters,
     RunOrder,
@@ -292,3 +293,17 @@ async def test_the_longest_labels_are_stored_and_found(tmp_path: Path) -> None:
         assert [v.id for v in tagged] == ["run2", "run1", "run0"]
     finally:
         await engine.dispose()
+
+
+async def test_a_searched_value_with_a_nul_matches_nothing_on_every_store(
+        engine: AsyncEngine) -> None:
+    # PostgreSQL's text cannot hold U+0000: the query must still answer, as SQLite does.
+    assert await get_run(engine, "p", "run000\x00") is None
+    for filters in (RunFilters(equal={"job_id": "j1\x00"}),
+                    RunFilters(metadata=(("region", "eu\x00"),)),
+                    RunFilters(tags=(("te\x00am", "a"),))):
+        assert await list_runs(engine, "p", filters, RunOrder(), 10) == []
+    after = await list_runs(engine, "p", RunFilters(), RunOrder(), 100,
+                            after=(at(30), "run030\x00"))
+    # "run030" sorts before "run030\x00": it is on the page, as on SQLite.
+    assert [v.id for v in after] == [f"run{i:03d}" for i in range(30, -1, -1)]
