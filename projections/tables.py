@@ -274,7 +274,8 @@ operations = Table(
     Column("kind", String(32), nullable=False),
     Column("job_ids", JSON, nullable=False),
     Column("jobs_total", Integer, nullable=False),
-    Column("job_version", Integer),
+    # Big: the API takes a version up to 2**31, past PostgreSQL's 32-bit integer.
+    Column("job_version", BigInteger),
     Column("created_by", String(200)),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )

@@ -2,8 +2,9 @@
 directory, ``postgres`` on a free loopback port with its unix socket in that directory,
 stopped and removed at the end. ``JOBLEDGER_TEST_PG_URL`` names a running server instead.
 
-Standard library only, like deploy.kafka.node: ``python -m tests.pgserver check`` is what
-``make test`` runs before anything else to say clearly when PostgreSQL is missing.
+Standard library only, like deploy.kafka.node: ``python -m tests.pgserver ensure`` is what
+``make test`` runs first, to install Debian's package where it is missing and we are root,
+and otherwise to say clearly what is missing.
 
 PostgreSQL refuses to run as root, and CI runs as root: then the server runs as the
 ``postgres`` user Debian's package makes (or ``nobody``), owning the temporary directory.
@@ -83,7 +84,9 @@ class PgServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def _run(self, args: list[str]) -> None:
-        done = subprocess.run(args, user=self.user, capture_output=True, check=False)
+        # cwd: the server's user may not be able to enter ours (root's checkout).
+        done = subprocess.run(args, user=self.user, cwd=self.home, capture_output=True,
+                              check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): "
                                f"{done.stderr.decode(errors='replace')[-2000:]}")
@@ -117,7 +120,7 @@ class PgServer:
                 "-c", "full_page_writes=off", "-c", "max_connections=300",
                 "-c", "shared_buffers=32MB"]
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(args, user=self.user, stdout=log,
+            self.proc = subprocess.Popen(args, user=self.user, cwd=self.home, stdout=log,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_SECS
@@ -160,18 +163,38 @@ class PgServer:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
+def _apt_install() -> None:
+    """Debian's package, as root only (a fresh CI machine); its output goes to stderr."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for args in (["apt-get", "update", "-q"],
+                 ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"]):
+        print("+", " ".join(args), file=sys.stderr)
+        subprocess.run(args, env=env, stdout=sys.stderr, check=False)
+
+
 def main(argv: list[str]) -> int:
-    if argv[1:] != ["check"]:
-        print("usage: python -m tests.pgserver check", file=sys.stderr)
+    """``check``: say where the tests' PostgreSQL comes from, or exit 1 saying what is
+    missing. ``ensure``: the same, after installing Debian's package if it is missing and
+    we are root (what ``make test`` runs)."""
+    if argv[1:] not in (["check"], ["ensure"]):
+        print("usage: python -m tests.pgserver check|ensure", file=sys.stderr)
         return 2
     if os.environ.get(ENV_URL):
-        print(f"PostgreSQL for the tests: {ENV_URL}")
+        print(f"PostgreSQL for the tests: the server {ENV_URL} names")
         return 0
     try:
-        print(f"PostgreSQL for the tests: started from {find_bindir()}")
+        bindir = find_bindir()
     except PostgresMissing as exc:
-        print(exc, file=sys.stderr)
-        return 1
+        if argv[1] != "ensure" or os.geteuid() != 0 or shutil.which("apt-get") is None:
+            print(exc, file=sys.stderr)
+            return 1
+        _apt_install()
+        try:
+            bindir = find_bindir()
+        except PostgresMissing as again:
+            print(f"apt-get install postgresql did not help: {again}", file=sys.stderr)
+            return 1
+    print(f"PostgreSQL for the tests: started by the test session from {bindir}")
     return 0
 
 

@@ -345,3 +345,15 @@ async def test_each_partition_keeps_when_its_last_applied_event_happened(
         assert await seconds_behind(engine, TOPIC, [0, 1], at(60)) is None  # 1: none yet
     finally:
         await engine.dispose()
+
+
+async def test_a_cancel_operation_keeps_any_version_the_api_takes(tmp_path: Path) -> None:
+    from events.types import ProjectOperationStarted
+    from projections.operations import get_operation
+
+    # POST .../cancel-waiting takes job_version up to 2**31: past a 32-bit column.
+    engine = await engine_at(tmp_path / "a.db")
+    started = ProjectOperationStarted(operation_id="op1", job_ids=["j"], job_version=2**31)
+    assert await apply(engine, [record(1, None, started, job_id="project:p")]) == 1
+    view = await get_operation(engine, "p", "op1")
+    assert view is not None and view.job_version == 2**31
