@@ -52,15 +52,37 @@ def _nul_free_reads(_conn: Any, _cursor: Any, statement: str, parameters: Any,
     return statement, parameters
 
 
+async def _asyncpg_connect(*args: Any, **kwargs: Any) -> Any:
+    """asyncpg.connect, whose failures (a refused or timed-out socket, a server starting
+    up or out of connections) become the DBAPI's OperationalError, as SQLite's "unable to
+    open" is: callers tell "the database is away" (the API's 503, the projector's wait)
+    from a bad statement by that one class, on either store. asyncpg raises the socket's
+    own OSError, which SQLAlchemy would pass on unwrapped."""
+    import asyncpg
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
+
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except Exception as exc:
+        raise AsyncAdapt_asyncpg_dbapi.OperationalError(
+            f"cannot connect to PostgreSQL: {exc!r}", exc) from exc
+
+
 def make_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     pool: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
-    if not parsed.drivername.startswith("sqlite"):
-        server = create_async_engine(url, pool_pre_ping=True, **JSON_CODEC, **pool)
-        if server.dialect.name == "postgresql":
-            event.listen(server.sync_engine, "before_cursor_execute", _nul_free_reads,
-                         retval=True)
+    if parsed.get_backend_name() == "postgresql":
+        # async_creator_fn: the asyncpg dialect's own seam for the connect call (what
+        # create_async_engine(async_creator=...) uses), given the URL's arguments.
+        connect = {"async_creator_fn": _asyncpg_connect} if parsed.get_driver_name() == (
+            "asyncpg") else {}
+        server = create_async_engine(url, pool_pre_ping=True, connect_args=connect,
+                                     **JSON_CODEC, **pool)
+        event.listen(server.sync_engine, "before_cursor_execute", _nul_free_reads,
+                     retval=True)
         return server
+    if not parsed.drivername.startswith("sqlite"):
+        return create_async_engine(url, pool_pre_ping=True, **JSON_CODEC, **pool)
     if not parsed.database or parsed.database == ":memory:":
         pool = {}  # one connection holds an in-memory database: no pool to size
     else:
