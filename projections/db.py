@@ -15,6 +15,10 @@ from projections.tables import metadata
 # requests reuses them instead of opening and closing connections per request.
 POOL_SIZE = 32
 POOL_OVERFLOW = 32
+# On PostgreSQL each connection is a server process, and a default server takes 100: two
+# services (API, projector) at 16 + 16 each leave room for analysts and maintenance.
+PG_POOL_SIZE = 16
+PG_POOL_OVERFLOW = 16
 
 
 _json_encoder = msgspec.json.Encoder()
@@ -77,7 +81,8 @@ def make_engine(url: str) -> AsyncEngine:
         connect = {"async_creator_fn": _asyncpg_connect} if parsed.get_driver_name() == (
             "asyncpg") else {}
         server = create_async_engine(url, pool_pre_ping=True, connect_args=connect,
-                                     **JSON_CODEC, **pool)
+                                     pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_OVERFLOW,
+                                     **JSON_CODEC)
         event.listen(server.sync_engine, "before_cursor_execute", _nul_free_reads,
                      retval=True)
         return server
