@@ -76,7 +76,9 @@ class PgServer:
     def __init__(self, bindir: Path | None = None) -> None:
         self.bindir = bindir or find_bindir()
         self.user = _server_user()
-        self.home = Path(tempfile.mkdtemp(prefix="jobledger-pg-"))
+        # Another user must reach it: under /tmp, not a TMPDIR that may be root's own.
+        self.home = Path(tempfile.mkdtemp(prefix="jobledger-pg-",
+                                          dir="/tmp" if self.user else None))
         self.data = self.home / "data"
         self.socket_dir = self.home / "run"
         self.log = self.home / "postgres.log"
