@@ -357,3 +357,18 @@ async def test_a_cancel_operation_keeps_any_version_the_api_takes(tmp_path: Path
     assert await apply(engine, [record(1, None, started, job_id="project:p")]) == 1
     view = await get_operation(engine, "p", "op1")
     assert view is not None and view.job_version == 2**31
+
+
+async def test_the_schema_is_dropped_and_made_again(tmp_path: Path) -> None:
+    # What `jobledger projector --rebuild` does before replaying the log.
+    from projections.db import create_schema, drop_schema
+
+    engine = await engine_at(tmp_path / "a.db")
+    await apply(engine, HISTORY)
+    await drop_schema(engine)
+    await create_schema(engine)
+    await create_schema(engine)  # every start makes it again: a second time changes nothing
+    assert await get_run(engine, "p", "r1") is None
+    assert await apply(engine, HISTORY) == 7
+    run = await get_run(engine, "p", "r1")
+    assert run is not None and run.status == "completed"
