@@ -6,6 +6,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from projections.analytics import create_views, drop_views
@@ -116,10 +117,23 @@ def make_engine(url: str) -> AsyncEngine:
     return engine
 
 
+# Services that start together (the API and the projector) make the schema at the same
+# moment: the later one's CREATE TABLE then fails on the table the other made meanwhile
+# (SQLite: "already exists"; PostgreSQL: a duplicate key of its catalog). Looking again
+# finds it made.
+SCHEMA_ATTEMPTS = 5
+
+
 async def create_schema(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-        await conn.run_sync(create_views)
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+                await conn.run_sync(create_views)
+            return
+        except DBAPIError:
+            if attempt == SCHEMA_ATTEMPTS:
+                raise
 
 
 async def drop_schema(engine: AsyncEngine) -> None:

@@ -372,3 +372,23 @@ async def test_the_schema_is_dropped_and_made_again(tmp_path: Path) -> None:
     assert await apply(engine, HISTORY) == 7
     run = await get_run(engine, "p", "r1")
     assert run is not None and run.status == "completed"
+
+
+async def test_services_starting_together_make_the_schema_once(tmp_path: Path) -> None:
+    # The API and the projector both make the schema at start, at the same moment on a
+    # new database: neither may fail for the other (PostgreSQL refused the second CREATE
+    # TABLE of a name while the first was not committed).
+    import asyncio
+
+    from projections.db import create_schema, drop_schema, make_engine
+
+    first = await engine_at(tmp_path / "a.db")
+    await drop_schema(first)
+    url = first.url.render_as_string(hide_password=False)
+    others = [make_engine(url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(create_schema(engine) for engine in (first, *others)))
+        assert await apply(first, HISTORY) == 7
+    finally:
+        for engine in others:
+            await engine.dispose()
