@@ -48,7 +48,7 @@ def _nul_free_reads(_conn: Any, _cursor: Any, statement: str, parameters: Any,
     column), so such a value matches nothing, and orders the same against every stored
     text, with U+0001 in its place: the query runs and answers as on SQLite. Only reads:
     a write that holds one fails, as it should."""
-    if executemany or not statement.lstrip()[:6].upper() == "SELECT":
+    if executemany or statement.lstrip()[:6].upper() != "SELECT":
         return statement, parameters
     if isinstance(parameters, dict):
         return statement, {k: _searched(v) for k, v in parameters.items()}

@@ -161,6 +161,7 @@ def label_digest(value: str) -> str:
     """``run_labels.value_digest``: 128 bits of the value's SHA-256, in hex."""
     return hashlib.sha256(value.encode()).hexdigest()[:32]
 
+
 run_events = Table(
     "run_events", metadata,
     Column("job_id", String(64), primary_key=True),
