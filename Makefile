@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat deploy/requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install kafka-jars run test lint unit bench bench-env lock clean
+.PHONY: install kafka-jars postgres run test lint unit bench bench-env lock clean
 
 $(STAMP): deploy/requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,6 +18,12 @@ install: $(STAMP)
 kafka-jars: install
 	$(BIN)/python -m deploy.kafka.node jars
 
+# The projection tests run on SQLite and on PostgreSQL, which the test session starts from
+# Debian's binaries (or JOBLEDGER_TEST_PG_URL names a server): install them if missing
+# (as root only), else say what is missing.
+postgres: install
+	$(BIN)/python -m tests.pgserver ensure
+
 run: install kafka-jars
 	$(BIN)/jobledger run
 
@@ -25,10 +31,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-unit: install
+unit: install postgres
 	$(BIN)/pytest tests/unit -q
 
-test: install kafka-jars lint
+test: install kafka-jars postgres lint
 	$(BIN)/pytest
 
 # The bench-only environment (Celery + Redis baseline), never on the service's dependencies.

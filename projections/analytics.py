@@ -12,12 +12,15 @@ from sqlalchemy import Connection, text
 
 VIEWS = ("v1_job_stats_daily", "v1_run_events", "v1_runs")
 
-# The two expressions that differ between SQLite and PostgreSQL.
+# The two expressions that differ between SQLite and PostgreSQL. On PostgreSQL: seconds as
+# double precision (EXTRACT gives numeric, which drivers hand out as Decimal), and the day
+# in UTC whatever the session's time zone (a timestamptz cast to date takes the session's).
+# SQLite's day is text, 'YYYY-MM-DD'; PostgreSQL's is a date.
 _SECONDS = {
     "sqlite": "(julianday({end}) - julianday({start})) * 86400.0",
-    "postgresql": "EXTRACT(EPOCH FROM ({end} - {start}))",
+    "postgresql": "CAST(EXTRACT(EPOCH FROM ({end} - {start})) AS double precision)",
 }
-_DAY = {"sqlite": "date({at})", "postgresql": "CAST({at} AS date)"}
+_DAY = {"sqlite": "date({at})", "postgresql": "CAST(({at} AT TIME ZONE 'UTC') AS date)"}
 
 _RUNS = """
 SELECT id AS run_id, project_id, job_id, job_version, status, attempt, max_attempts,

@@ -6,6 +6,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from projections.analytics import create_views, drop_views
@@ -15,6 +16,10 @@ from projections.tables import metadata
 # requests reuses them instead of opening and closing connections per request.
 POOL_SIZE = 32
 POOL_OVERFLOW = 32
+# On PostgreSQL each connection is a server process, and a default server takes 100: two
+# services (API, projector) at 16 + 16 each leave room for analysts and maintenance.
+PG_POOL_SIZE = 16
+PG_POOL_OVERFLOW = 16
 
 
 _json_encoder = msgspec.json.Encoder()
@@ -31,9 +36,57 @@ JSON_CODEC: dict[str, Any] = {"json_serializer": _json_text,
                               "json_deserializer": _json_decoder.decode}
 
 
+def _searched(value: Any) -> Any:
+    return value.replace("\x00", "\x01") if isinstance(value, str) else value
+
+
+def _nul_free_reads(_conn: Any, _cursor: Any, statement: str, parameters: Any,
+                    _context: Any, executemany: bool) -> tuple[str, Any]:
+    """PostgreSQL's text cannot hold U+0000, so a value searched for that holds one (an id
+    in a URL, a filter) would fail the query: a 500 where SQLite answers "none". Nothing
+    stored holds a control character (the API refuses them in every text it stores as a
+    column), so such a value matches nothing, and orders the same against every stored
+    text, with U+0001 in its place: the query runs and answers as on SQLite. Only reads:
+    a write that holds one fails, as it should."""
+    if executemany or statement.lstrip()[:6].upper() != "SELECT":
+        return statement, parameters
+    if isinstance(parameters, dict):
+        return statement, {k: _searched(v) for k, v in parameters.items()}
+    if isinstance(parameters, list | tuple):
+        return statement, type(parameters)(_searched(v) for v in parameters)
+    return statement, parameters
+
+
+async def _asyncpg_connect(*args: Any, **kwargs: Any) -> Any:
+    """asyncpg.connect, whose failures (a refused or timed-out socket, a server starting
+    up or out of connections) become the DBAPI's OperationalError, as SQLite's "unable to
+    open" is: callers tell "the database is away" (the API's 503, the projector's wait)
+    from a bad statement by that one class, on either store. asyncpg raises the socket's
+    own OSError, which SQLAlchemy would pass on unwrapped."""
+    import asyncpg
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
+
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except Exception as exc:
+        raise AsyncAdapt_asyncpg_dbapi.OperationalError(
+            f"cannot connect to PostgreSQL: {exc!r}", exc) from exc
+
+
 def make_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     pool: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
+    if parsed.get_backend_name() == "postgresql":
+        # async_creator_fn: the asyncpg dialect's own seam for the connect call (what
+        # create_async_engine(async_creator=...) uses), given the URL's arguments.
+        connect = {"async_creator_fn": _asyncpg_connect} if parsed.get_driver_name() == (
+            "asyncpg") else {}
+        server = create_async_engine(url, pool_pre_ping=True, connect_args=connect,
+                                     pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_OVERFLOW,
+                                     **JSON_CODEC)
+        event.listen(server.sync_engine, "before_cursor_execute", _nul_free_reads,
+                     retval=True)
+        return server
     if not parsed.drivername.startswith("sqlite"):
         return create_async_engine(url, pool_pre_ping=True, **JSON_CODEC, **pool)
     if not parsed.database or parsed.database == ":memory:":
@@ -64,13 +117,26 @@ def make_engine(url: str) -> AsyncEngine:
     return engine
 
 
+# Services that start together (the API and the projector) make the schema at the same
+# moment: the later one's CREATE TABLE then fails on the table the other made meanwhile
+# (SQLite: "already exists"; PostgreSQL: a duplicate key of its catalog). Looking again
+# finds it made.
+SCHEMA_ATTEMPTS = 5
+
+
 async def create_schema(engine: AsyncEngine) -> None:
     """The schema straight from the table definitions, for tests and benchmarks. The
     services use projections.migrate instead; tests/unit/test_migrations.py checks the
     two give the same schema."""
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-        await conn.run_sync(create_views)
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+                await conn.run_sync(create_views)
+            return
+        except DBAPIError:
+            if attempt == SCHEMA_ATTEMPTS:
+                raise
 
 
 async def drop_schema(engine: AsyncEngine) -> None:

@@ -78,6 +78,7 @@ from projections.tables import (
     job_terms,
     job_versions,
     jobs,
+    label_digest,
     operation_parts,
     operations,
     project_quotas,
@@ -412,8 +413,8 @@ class _Fold:
 
 def _labels(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The run_labels rows of new runs: a row per tag and per metadata entry."""
-    return [{"project_id": row["project_id"], "kind": kind, "key": key, "value": value,
-             "run_id": row["id"]}
+    return [{"project_id": row["project_id"], "kind": kind, "key": key,
+             "value_digest": label_digest(value), "value": value, "run_id": row["id"]}
             for row in rows
             for kind, entries in (("tag", row["tags"]), ("meta", row["metadata"]))
             for key, value in (entries or {}).items()]

@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, Row, Select, and_, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.rows import fields_of
-from projections.tables import run_labels, runs
+from projections.tables import label_digest, run_labels, runs
 from projections.views import RunView
 
 SortKey = Literal["created_at", "started_at", "finished_at", "priority"]
@@ -64,7 +64,9 @@ def _conditions(project_id: str, filters: RunFilters, order: RunOrder,
         for key, value in pairs:
             found.append(runs.c.id.in_(select(run_labels.c.run_id).where(
                 (run_labels.c.project_id == project_id) & (run_labels.c.kind == kind)
-                & (run_labels.c.key == key) & (run_labels.c.value == value))))
+                & (run_labels.c.key == key)
+                & (run_labels.c.value_digest == label_digest(value))
+                & (run_labels.c.value == value))))
     for column, bound in filters.after.items():
         found.append(runs.c[column] > bound)
     for column, bound in filters.before.items():

@@ -1,5 +1,7 @@
 """The read-model tables. They hold nothing the log does not: drop them and replay."""
 
+import hashlib
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -156,14 +158,26 @@ runs = Table(
 
 # A run's tags and metadata entries, one row each (kind "tag" or "meta"), so that a
 # key=value filter is an index lookup. Written once, when the run is triggered.
+#
+# The key holds the value's digest, not the value: a value may be 1,024 characters (up to
+# 4 kB of UTF-8), more than a PostgreSQL B-tree entry holds (about 2.7 kB). A lookup
+# compares the digest (the index) and then the value itself (so a collision of digests
+# could cost a row read, never a wrong answer).
 run_labels = Table(
     "run_labels", metadata,
     Column("project_id", String(64), primary_key=True),
     Column("kind", String(4), primary_key=True),
     Column("key", String(64), primary_key=True),
-    Column("value", String(1024), primary_key=True),
+    Column("value_digest", String(32), primary_key=True),
     Column("run_id", String(64), primary_key=True),
+    Column("value", String(1024), nullable=False),
 )
+
+
+def label_digest(value: str) -> str:
+    """``run_labels.value_digest``: 128 bits of the value's SHA-256, in hex."""
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
 
 run_events = Table(
     "run_events", metadata,
@@ -316,7 +330,8 @@ operations = Table(
     Column("kind", String(32), nullable=False),
     Column("job_ids", JSON, nullable=False),
     Column("jobs_total", Integer, nullable=False),
-    Column("job_version", Integer),
+    # Big: the API takes a version up to 2**31, past PostgreSQL's 32-bit integer.
+    Column("job_version", BigInteger),
     Column("created_by", String(200)),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )

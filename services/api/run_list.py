@@ -90,7 +90,8 @@ def position_from(cursor: str, order: RunOrder) -> Position:
         if (key, descending) != (order.key, order.descending):
             raise invalid("cursor", "the cursor is of another sort or order: ask again "
                                     "with the sort and order it was handed out with")
-        if key == "priority" and isinstance(value, int):
+        # An int the priority column holds on every store (PostgreSQL's is 32 bits).
+        if key == "priority" and isinstance(value, int) and -(2**31) <= value < 2**31:
             return value, run_id
         if isinstance(value, str):
             return datetime.fromisoformat(value), run_id

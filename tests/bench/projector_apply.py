@@ -1,14 +1,17 @@
-"""Measure the projector's apply layer alone: no Kafka, a SQLite file, synthetic events.
+"""Measure the projector's apply layer alone: no Kafka, a SQLite file (or PostgreSQL),
+synthetic events.
 
     .venv/bin/python -m tests.bench.projector_apply [--events 20000] [--batch 1000]
-        [--apply path/to/projector.py]
+        [--apply path/to/projector.py] [--postgresql | --url DATABASE_URL]
 
 Generates ``--events`` events (job.created, then run.triggered / run.dispatched /
 run.completed for about a third as many runs, spread over a few jobs and interleaved the
 way a busy processor writes them), applies them in batches of ``--batch`` records, each in
 one transaction, and prints events/s and CPU seconds (the whole process, the database
 thread included). ``--apply`` loads ``apply_batch`` from another file, e.g. a copy of an
-older projector, to compare.
+older projector, to compare. ``--postgresql`` runs on a PostgreSQL cluster started for the
+run (tests.pgserver, with fsync off: it measures the code, not the disk); ``--url`` on an
+empty database of your own.
 """
 
 import argparse
@@ -95,10 +98,10 @@ def load_apply(path: str | None) -> Callable[..., Awaitable[Any]]:
     return apply
 
 
-async def run(total: int, batch: int, apply_path: str | None, db: Path) -> None:
+async def run(total: int, batch: int, apply_path: str | None, url: str) -> None:
     apply_batch = load_apply(apply_path)
     records = synthetic(total)
-    engine = make_engine(f"sqlite+aiosqlite:///{db}")
+    engine = make_engine(url)
     await create_schema(engine)
     try:
         wall, cpu = time.perf_counter(), time.process_time()
@@ -110,7 +113,10 @@ async def run(total: int, batch: int, apply_path: str | None, db: Path) -> None:
         await engine.dispose()
     print(f"{len(records)} events in batches of {batch} ({apply_path or 'projections'}): "
           f"{len(records) / wall:,.0f} events/s, {cpu:.2f} s CPU "
-          f"({cpu / len(records) * 1e6:.0f} us CPU per event), {wall:.2f} s wall")
+          f"({cpu / len(records) * 1e6:.0f} us CPU per event), {wall:.2f} s wall, on "
+          f"{engine.dialect.name}"
+          + (" (CPU: this process only, not the server's)" if engine.dialect.name
+             != "sqlite" else ""))
 
 
 def main() -> None:
@@ -119,10 +125,22 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--apply", help="a file defining apply_batch (default: projections)")
     parser.add_argument("--db", type=Path, help="the SQLite file (default: a temporary one)")
+    parser.add_argument("--url", help="an empty database to run on instead (a SQLAlchemy URL)")
+    parser.add_argument("--postgresql", action="store_true",
+                        help="on a PostgreSQL cluster started for the run")
     args = parser.parse_args()
+    if args.postgresql:
+        from tests.pgserver import PgServer
+
+        server = PgServer()
+        try:
+            asyncio.run(run(args.events, args.batch, args.apply, server.start()))
+        finally:
+            server.remove()
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        db = args.db or Path(tmp) / "bench.db"
-        asyncio.run(run(args.events, args.batch, args.apply, db))
+        url = args.url or f"sqlite+aiosqlite:///{args.db or Path(tmp) / 'bench.db'}"
+        asyncio.run(run(args.events, args.batch, args.apply, url))
 
 
 if __name__ == "__main__":

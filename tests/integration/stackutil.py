@@ -39,7 +39,9 @@ class RunningStack:
                          for name, svc in self.stack.services.items())
 
 
-def start_stack(bootstrap: str, home: Path, partitions: int = 4) -> RunningStack:
+def start_stack(bootstrap: str, home: Path, partitions: int = 4,
+                database_url: str | None = None) -> RunningStack:
+    """The stack on its own SQLite file in ``home``, or on ``database_url``."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
     admin, other, viewer = (f"key-{uuid.uuid4().hex}" for _ in range(3))
     port = free_port()
@@ -49,7 +51,7 @@ def start_stack(bootstrap: str, home: Path, partitions: int = 4) -> RunningStack
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "JOBLEDGER_TOPIC_PREFIX": prefix,
         "JOBLEDGER_PARTITIONS": str(partitions),
-        "JOBLEDGER_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+        "JOBLEDGER_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{database}",
         "JOBLEDGER_PROCESSOR_DIR": str(home / "processor"),
         "JOBLEDGER_RUN_TOKEN_SECRET_FILE": str(home / "run_token.key"),
         "JOBLEDGER_HTTP_PORT": str(port),

@@ -4,6 +4,8 @@ depth kept by the projector."""
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from events.types import JobCreated, RunCanceled, RunDispatched, RunTriggered
 from projections.health import RunOutline, health_of, job_health, percentile
 from tests.unit.domain_support import at, spec
@@ -63,6 +65,7 @@ def test_percentile_is_the_nearest_rank() -> None:
     assert percentile([float(v) for v in range(1, 101)], 0.95) == 95.0
 
 
+@pytest.mark.usefixtures("store")  # on both stores (tests.stores)
 async def test_queue_depth_follows_the_runs_that_wait(tmp_path: Path) -> None:
     engine = await engine_at(tmp_path / "health.db")
     try:

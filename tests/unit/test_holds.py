@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from msgspec.structs import replace
 from sqlalchemy import select
 
@@ -41,6 +42,7 @@ def test_the_first_gate_that_holds_is_the_reason() -> None:
     assert waiting_reason("queued", "k", limited, later) == "rate_limit"
 
 
+@pytest.mark.usefixtures("store")  # on both stores (tests.stores)
 async def test_held_runs_show_why_from_counts_kept_per_event(tmp_path: Path) -> None:
     engine = await engine_at(tmp_path / "h.db")
     job = spec(max_concurrency=2, max_concurrency_per_key=1)

@@ -1,4 +1,4 @@
-"""The projector's apply layer on SQLite, without Kafka."""
+"""The projector's apply layer on SQLite and on PostgreSQL, without Kafka."""
 
 import random
 from pathlib import Path
@@ -23,7 +23,6 @@ from events.types import (
     RunRetryScheduled,
     RunTriggered,
 )
-from projections.db import create_schema, make_engine
 from projections.projector import (
     RunTriggeredTwice,
     apply_batch,
@@ -33,9 +32,12 @@ from projections.projector import (
 )
 from projections.queries import get_job, get_run, job_positions_of, list_run_events
 from projections.tables import metadata
+from tests.stores import engine_at
 from tests.unit.domain_support import at, spec
 
 TOPIC = "t.events"
+# Every test here runs on both stores (tests.stores).
+pytestmark = pytest.mark.usefixtures("store")
 
 
 def record(seq: int, run_id: str | None, event: Event, offset: int | None = None,
@@ -57,12 +59,6 @@ HISTORY = [
     record(6, "r1", RunDispatched(attempt=2, endpoint_url="http://x")),
     record(7, "r1", RunCompleted(attempt=2, result={"ok": True})),
 ]
-
-
-async def engine_at(path: Path) -> AsyncEngine:
-    engine = make_engine(f"sqlite+aiosqlite:///{path}")
-    await create_schema(engine)
-    return engine
 
 
 async def apply(engine: AsyncEngine, records: list[tuple[int, int, bytes]]) -> int:
@@ -349,3 +345,50 @@ async def test_each_partition_keeps_when_its_last_applied_event_happened(
         assert await seconds_behind(engine, TOPIC, [0, 1], at(60)) is None  # 1: none yet
     finally:
         await engine.dispose()
+
+
+async def test_a_cancel_operation_keeps_any_version_the_api_takes(tmp_path: Path) -> None:
+    from events.types import ProjectOperationStarted
+    from projections.operations import get_operation
+
+    # POST .../cancel-waiting takes job_version up to 2**31: past a 32-bit column.
+    engine = await engine_at(tmp_path / "a.db")
+    started = ProjectOperationStarted(operation_id="op1", job_ids=["j"], job_version=2**31)
+    assert await apply(engine, [record(1, None, started, job_id="project:p")]) == 1
+    view = await get_operation(engine, "p", "op1")
+    assert view is not None and view.job_version == 2**31
+
+
+async def test_the_schema_is_dropped_and_made_again(tmp_path: Path) -> None:
+    # What `jobledger projector --rebuild` does before replaying the log.
+    from projections.db import create_schema, drop_schema
+
+    engine = await engine_at(tmp_path / "a.db")
+    await apply(engine, HISTORY)
+    await drop_schema(engine)
+    await create_schema(engine)
+    await create_schema(engine)  # every start makes it again: a second time changes nothing
+    assert await get_run(engine, "p", "r1") is None
+    assert await apply(engine, HISTORY) == 7
+    run = await get_run(engine, "p", "r1")
+    assert run is not None and run.status == "completed"
+
+
+async def test_services_starting_together_make_the_schema_once(tmp_path: Path) -> None:
+    # The API and the projector both make the schema at start, at the same moment on a
+    # new database: neither may fail for the other (PostgreSQL refused the second CREATE
+    # TABLE of a name while the first was not committed).
+    import asyncio
+
+    from projections.db import create_schema, drop_schema, make_engine
+
+    first = await engine_at(tmp_path / "a.db")
+    await drop_schema(first)
+    url = first.url.render_as_string(hide_password=False)
+    others = [make_engine(url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(create_schema(engine) for engine in (first, *others)))
+        assert await apply(first, HISTORY) == 7
+    finally:
+        for engine in others:
+            await engine.dispose()

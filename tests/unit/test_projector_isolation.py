@@ -16,6 +16,9 @@ from services.projector import app
 from services.projector.app import Projector
 from tests.unit.test_projections import HISTORY, TOPIC, engine_at, record
 
+# Every test here runs on both stores (tests.stores).
+pytestmark = pytest.mark.usefixtures("store")
+
 
 class Letters:
     def __init__(self) -> None:

@@ -7,7 +7,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Column, Table, select
 
 from events import Envelope, encode_event
 from events.types import (
@@ -68,6 +68,12 @@ def run_tree() -> _Log:
     return log
 
 
+def _compared(table: Table) -> list[Column[Any]]:
+    # run_events.position numbers events in the order a store applied them, which is
+    # what differs between these orders (the live stream ids of one store).
+    return [c for c in table.columns if (table.name, c.name) != ("run_events", "position")]
+
+
 async def tables_after(path: Path, batches: list[list[Record]]) -> dict[str, Any]:
     engine = make_engine(f"sqlite+aiosqlite:///{path}")
     await create_schema(engine)
@@ -76,7 +82,8 @@ async def tables_after(path: Path, batches: list[list[Record]]) -> dict[str, Any
             async with engine.begin() as conn:
                 await apply_batch(conn, TOPIC, batch)
         async with engine.connect() as conn:
-            return {t.name: sorted((await conn.execute(select(t))).all(), key=repr)
+            return {t.name: sorted((await conn.execute(select(*_compared(t)))).all(),
+                                   key=repr)
                     for t in metadata.sorted_tables}
     finally:
         await engine.dispose()
