@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from events.types import JobCreated, JobDeleted, JobUpdated
@@ -31,6 +32,7 @@ NAMED = [("j1", "Nightly report", "nightly-report"),
          ("j5", "Nightly backup", "nightly-backup")]
 
 
+@pytest.mark.usefixtures("store")  # on SQLite and on PostgreSQL
 async def test_every_word_must_begin_a_word_of_the_name_or_slug(tmp_path: Path) -> None:
     engine = await engine_at(tmp_path / "s.db")
     await apply(engine, [record(1, None, JobCreated(spec=spec(name=name, slug=slug)),
@@ -62,6 +64,7 @@ async def test_every_word_must_begin_a_word_of_the_name_or_slug(tmp_path: Path) 
     assert await found("nightly") == ["j1", "j5"]  # j1's slug still says nightly
 
 
+@pytest.mark.usefixtures("store")
 async def test_offset_pages_walk_the_list_in_order(tmp_path: Path) -> None:
     engine = await engine_at(tmp_path / "o.db")
     await apply(engine, [record(1, None, JobCreated(spec=spec(slug=f"s{i}")), offset=i,

@@ -1,4 +1,5 @@
-"""The whole schema as it was when migrations began: every read-model table and index
+"""The whole schema as it was when migrations began (the read side of issue 9 included:
+no database was made at an earlier form of it): every read-model table and index
 (partial ones included) and the v1 analytics views.
 
 Revision ID: 0001
@@ -114,8 +115,10 @@ def upgrade() -> None:
         sa.Column("lineage_depth", sa.Integer()),
         sa.Column("run_type", sa.String(16)),
         sa.Column("child_counters", sa.JSON()),
+        sa.Column("purge_at", sa.DateTime(timezone=True)),
         sa.PrimaryKeyConstraint("id"),
     )
+    _index_where_set("ix_runs_purge_at", "runs", "purge_at", ["purge_at"])
     _index_where_set("ix_runs_parent", "runs", "parent_run_id",
                      ["parent_run_id", "created_at", "id"])
     _index_where_set("ix_runs_project_batch_id", "runs", "batch_id",
@@ -142,9 +145,10 @@ def upgrade() -> None:
         sa.Column("project_id", sa.String(64), nullable=False),
         sa.Column("kind", sa.String(4), nullable=False),
         sa.Column("key", sa.String(64), nullable=False),
-        sa.Column("value", sa.String(1024), nullable=False),
+        sa.Column("value_digest", sa.String(32), nullable=False),
         sa.Column("run_id", sa.String(64), nullable=False),
-        sa.PrimaryKeyConstraint("project_id", "kind", "key", "value", "run_id"),
+        sa.Column("value", sa.String(1024), nullable=False),
+        sa.PrimaryKeyConstraint("project_id", "kind", "key", "value_digest", "run_id"),
     )
     op.create_table(
         "run_events",
@@ -158,9 +162,18 @@ def upgrade() -> None:
         sa.Column("command_id", sa.String(128), nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("job_id", "seq"),
     )
     op.create_index("ix_run_events_run_id", "run_events", ["run_id"])
+    for name, columns in (("ix_run_events_project_position", ["project_id", "position"]),
+                          ("ix_run_events_project_job_position",
+                           ["project_id", "job_id", "position"]),
+                          ("ix_run_events_project_type_position",
+                           ["project_id", "type", "position"]),
+                          ("ix_run_events_project_run_position",
+                           ["project_id", "run_id", "position"])):
+        op.create_index(name, "run_events", columns)
     op.create_table(
         "job_positions",
         sa.Column("job_id", sa.String(64), nullable=False),
@@ -244,7 +257,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(32), nullable=False),
         sa.Column("job_ids", sa.JSON(), nullable=False),
         sa.Column("jobs_total", sa.Integer(), nullable=False),
-        sa.Column("job_version", sa.Integer()),
+        sa.Column("job_version", sa.BigInteger()),
         sa.Column("created_by", sa.String(200)),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
@@ -258,6 +271,48 @@ def upgrade() -> None:
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("operation_id", "job_id"),
     )
+    op.create_table(
+        "event_positions",
+        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("last_position", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "job_terms",
+        sa.Column("job_id", sa.String(64), nullable=False),
+        sa.Column("term", sa.String(64).with_variant(sa.String(64, collation="C"),
+                                                     "postgresql"), nullable=False),
+        sa.Column("project_id", sa.String(64), nullable=False),
+        sa.PrimaryKeyConstraint("job_id", "term"),
+    )
+    op.create_index("ix_job_terms_project_term", "job_terms", ["project_id", "term", "job_id"])
+    op.create_table(
+        "metric_rollups",
+        sa.Column("project_id", sa.String(64), nullable=False),
+        sa.Column("job_id", sa.String(64), nullable=False),
+        sa.Column("span", sa.Integer(), nullable=False),
+        sa.Column("bucket_start", sa.BigInteger(), nullable=False),
+        *(sa.Column(name, sa.Integer(), nullable=False) for name in (
+            "started", "completed", "failed", "timed_out", "crashed", "canceled", "expired")),
+        sa.Column("durations", sa.JSON(), nullable=False),
+        sa.Column("waits", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("project_id", "job_id", "span", "bucket_start"),
+    )
+    op.create_table(
+        "project_retention",
+        sa.Column("project_id", sa.String(64), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("run_retention_days", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("project_id", "seq"),
+    )
+    op.create_table(
+        "purged_runs",
+        sa.Column("run_id", sa.String(64), nullable=False),
+        sa.Column("project_id", sa.String(64), nullable=False),
+        sa.Column("purged_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("run_id"),
+    )
     for name, body in view_bodies(op.get_bind().dialect.name).items():
         op.execute(f"CREATE VIEW {name} AS {body}")
 
@@ -270,6 +325,7 @@ def downgrade() -> None:
         "operation_parts", "operations", "job_dependencies", "dead_letters", "project_days",
         "job_waiting", "project_waiting", "project_quotas", "key_gates", "job_gates",
         "projector_offsets", "job_positions", "run_events", "run_labels", "runs", "job_tags",
-        "job_versions", "jobs",
+        "job_versions", "jobs", "event_positions", "job_terms", "metric_rollups",
+        "project_retention", "purged_runs",
     ):
         op.drop_table(table)
