@@ -17,6 +17,7 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections import histogram
+from projections.health import JUDGED  # success_rate judges as a job's health does
 from projections.rollups import ENDED, SPANS, WHOLE_PROJECT
 from projections.tables import metric_rollups
 
@@ -28,8 +29,6 @@ MAX_BUCKETS = 1440
 MAX_ROWS = 7 * 1440
 # The shares the percentiles are read at.
 SHARES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
-# What success_rate judges, as a job's health does (projections.health.JUDGED).
-JUDGED = ("completed", "failed", "timed_out", "crashed")
 
 
 class TooFine(ValueError):
