@@ -5,24 +5,27 @@ column, then the run id): see the runs table. A keyset page continues strictly a
 last row of the page before it, so runs that arrive while a client pages are never
 repeated, and none that existed is skipped.
 
-Several statuses in created order are read status by status and merged (one index range
-each). Other combinations take the most selective index and check the rest row by row:
-cheap when the other filters match often.
+Which index leads a read is chosen per request (projections.run_list_plan): a label's
+key (tags and metadata are rows of run_labels, keyed in created order), the sort's own
+index, or a filter's. Several statuses in created order are read status by status and
+merged (one index range each). The filters that do not lead are checked row by row.
 
 Sorting by ``started_at`` or ``finished_at`` lists only the runs that have that time (a
 run that never started has no place in that order); filter by status to see the others.
 """
 
+import operator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
-from sqlalchemy import ColumnElement, Row, Select, and_, or_, select, union_all
+from sqlalchemy import ColumnElement, Row, Select, and_, exists, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.rows import fields_of
-from projections.tables import label_digest, run_labels, runs
+from projections.run_list_plan import Label, ReadPlan, label_matches, not_indexed, plan_read
+from projections.tables import run_labels, runs
 from projections.views import RunView
 
 SortKey = Literal["created_at", "started_at", "finished_at", "priority"]
@@ -53,51 +56,96 @@ class RunOrder:
 Position = tuple[Any, str]
 
 
+def _labels(filters: RunFilters) -> list[Label]:
+    return ([("tag", key, value) for key, value in filters.tags]
+            + [("meta", key, value) for key, value in filters.metadata])
+
+
+def _past(sort: Any, run_id: Any, order: RunOrder,
+          after: Position | None) -> list[ColumnElement[bool]]:
+    """The keyset: strictly after ``after`` in ``order``, on these columns."""
+    if after is None:
+        return []
+    value, last_id = after
+    if order.descending:
+        return [or_(sort < value, and_(sort == value, run_id < last_id))]
+    return [or_(sort > value, and_(sort == value, run_id > last_id))]
+
+
 def _conditions(project_id: str, filters: RunFilters, order: RunOrder,
-                after: Position | None) -> list[ColumnElement[bool]]:
+                after: Position | None, plan: ReadPlan) -> list[ColumnElement[bool]]:
     found: list[ColumnElement[bool]] = [runs.c.project_id == project_id]
     for column, value in filters.equal.items():
         found.append(runs.c[column] == value)
     if filters.statuses:
         found.append(runs.c.status.in_(filters.statuses))
-    for kind, pairs in (("tag", filters.tags), ("meta", filters.metadata)):
-        for key, value in pairs:
-            found.append(runs.c.id.in_(select(run_labels.c.run_id).where(
-                (run_labels.c.project_id == project_id) & (run_labels.c.kind == kind)
-                & (run_labels.c.key == key)
-                & (run_labels.c.value_digest == label_digest(value))
-                & (run_labels.c.value == value))))
-    for column, bound in filters.after.items():
-        found.append(runs.c[column] > bound)
-    for column, bound in filters.before.items():
-        found.append(runs.c[column] < bound)
+    for label in _labels(filters):
+        if label != plan.label:  # checked run by run, by the label's whole key
+            other = run_labels.alias()
+            found.append(exists().where(
+                *label_matches(other, project_id, label),
+                other.c.created_at == runs.c.created_at, other.c.run_id == runs.c.id))
+    for bounds, compare in ((filters.after, operator.gt), (filters.before, operator.lt)):
+        for column, bound in bounds.items():
+            time = runs.c[column]
+            found.append(compare(not_indexed(time) if column in plan.unindexed else time,
+                                 bound))
     sort = runs.c[order.key]
     if order.key in ("started_at", "finished_at"):
         found.append(sort.is_not(None))
-    if after is not None:
-        value, run_id = after
-        if order.descending:
-            found.append(or_(sort < value, and_(sort == value, runs.c.id < run_id)))
-        else:
-            found.append(or_(sort > value, and_(sort == value, runs.c.id > run_id)))
-    return found
+    return found + _past(sort, runs.c.id, order, after)
 
 
 def _ordered(columns: Any, order: RunOrder) -> tuple[Any, Any]:
-    sort, run_id = columns[order.key], columns.id
+    return _in_order(columns[order.key], columns.id, order)
+
+
+def _in_order(sort: Any, run_id: Any, order: RunOrder) -> tuple[Any, Any]:
     return (sort.desc(), run_id.desc()) if order.descending else (sort.asc(), run_id.asc())
 
 
 def runs_query(project_id: str, filters: RunFilters, order: RunOrder, limit: int,
-               after: Position | None = None, offset: int = 0) -> Select[Any]:
+               after: Position | None = None, offset: int = 0,
+               plan: ReadPlan = ReadPlan()) -> Select[Any]:  # noqa: B008 (frozen: safe to share)
+    if plan.label is not None:
+        return _label_led(project_id, filters, order, limit, after, offset, plan)
     if len(filters.statuses) > 1 and order.key == "created_at":
-        return _merged_by_status(project_id, filters, order, limit, after, offset)
-    return (select(runs).where(*_conditions(project_id, filters, order, after))
+        return _merged_by_status(project_id, filters, order, limit, after, offset, plan)
+    return (select(runs).where(*_conditions(project_id, filters, order, after, plan))
             .order_by(*_ordered(runs.c, order)).limit(limit).offset(offset))
 
 
+def _label_led(project_id: str, filters: RunFilters, order: RunOrder, limit: int,
+               after: Position | None, offset: int, plan: ReadPlan) -> Select[Any]:
+    """The label's runs, read from its key: in created order straight off the key (its
+    next columns are created_at and the run id); in another order all of them (few, or
+    the plan would not have chosen this) sorted."""
+    assert plan.label is not None
+    leading = run_labels.alias("leading")
+    found = select(runs).select_from(leading.join(runs, runs.c.id == leading.c.run_id))
+    found = found.where(*label_matches(leading, project_id, plan.label))
+    if order.key != "created_at":
+        return (found.where(*_conditions(project_id, filters, order, after, plan))
+                .order_by(*_in_order(not_indexed(runs.c[order.key]),
+                                     not_indexed(runs.c.id), order))
+                .limit(limit).offset(offset))
+    # In created order the key's own created_at bounds and orders the read.
+    rest = RunFilters(equal=filters.equal, statuses=filters.statuses, tags=filters.tags,
+                      metadata=filters.metadata,
+                      after={c: b for c, b in filters.after.items() if c != "created_at"},
+                      before={c: b for c, b in filters.before.items() if c != "created_at"})
+    if (bound := filters.after.get("created_at")) is not None:
+        found = found.where(leading.c.created_at > bound)
+    if (bound := filters.before.get("created_at")) is not None:
+        found = found.where(leading.c.created_at < bound)
+    return (found.where(*_conditions(project_id, rest, order, None, plan),
+                        *_past(leading.c.created_at, leading.c.run_id, order, after))
+            .order_by(*_in_order(leading.c.created_at, leading.c.run_id, order))
+            .limit(limit).offset(offset))
+
+
 def _merged_by_status(project_id: str, filters: RunFilters, order: RunOrder, limit: int,
-                      after: Position | None, offset: int) -> Select[Any]:
+                      after: Position | None, offset: int, plan: ReadPlan) -> Select[Any]:
     """Several statuses in created order: one read per status, each down its own range of
     the (project, status, created_at, id) index and cut at the page's end, merged. As one
     read the statuses could only be checked row by row along the project's created index,
@@ -107,21 +155,43 @@ def _merged_by_status(project_id: str, filters: RunFilters, order: RunOrder, lim
         one = RunFilters(equal=filters.equal, statuses=(status,), tags=filters.tags,
                          metadata=filters.metadata, after=filters.after,
                          before=filters.before)
-        part = (select(runs).where(*_conditions(project_id, one, order, after))
+        part = (select(runs).where(*_conditions(project_id, one, order, after, plan))
                 .order_by(*_ordered(runs.c, order)).limit(offset + limit).subquery())
         parts.append(select(part))
     merged = union_all(*parts).subquery()
     return select(merged).order_by(*_ordered(merged.c, order)).limit(limit).offset(offset)
 
 
+def with_implied_bounds(filters: RunFilters, order: RunOrder) -> RunFilters:
+    """The same filters, with the bounds they imply on the columns that lead reads: a run
+    is created before it starts or ends (the projector keeps its times so), so a bound
+    "started/finished before t" bounds created_at too, and "created after t" bounds the
+    time the list is sorted by. The same runs match; the sort's index or the created
+    index then reads only the part of itself where they can be."""
+    before, after = dict(filters.before), dict(filters.after)
+    if limits := [before[c] for c in ("started_at", "finished_at") if c in before]:
+        before["created_at"] = min([*limits, *([before["created_at"]]
+                                               if "created_at" in before else [])])
+    if order.key in ("started_at", "finished_at") and "created_at" in after:
+        after[order.key] = max(after["created_at"], after.get(order.key, after["created_at"]))
+    return RunFilters(equal=filters.equal, statuses=filters.statuses, tags=filters.tags,
+                      metadata=filters.metadata, after=after, before=before)
+
+
 async def list_runs(engine: AsyncEngine, project_id: str, filters: RunFilters,
                     order: RunOrder, limit: int, after: Position | None = None,
-                    offset: int = 0) -> list[RunView]:
+                    offset: int = 0, plan: ReadPlan | None = None) -> list[RunView]:
     """Up to ``limit`` runs of the project in the order asked, after ``after`` (keyset) or
-    skipping ``offset`` rows."""
-    query = runs_query(project_id, filters, order, limit, after, offset)
+    skipping ``offset`` rows; read by ``plan``, or by the one the filters' sizes choose
+    (projections.run_list_plan)."""
+    filters = with_implied_bounds(filters, order)
     async with engine.connect() as conn:
-        rows = await conn.execute(query)
+        if plan is None:
+            plan = await plan_read(conn, project_id, _labels(filters),
+                                   bool(filters.equal or filters.statuses), filters.after,
+                                   filters.before, order.key)
+        rows = await conn.execute(
+            runs_query(project_id, filters, order, limit, after, offset, plan))
         return [_view(row) for row in rows]
 
 

@@ -34,6 +34,7 @@ from projections.run_list import (
     position_of,
     runs_query,
 )
+from projections.run_list_plan import Label, ReadPlan
 from projections.tables import runs
 from tests.unit.domain_support import at, spec
 from tests.unit.test_projections import engine_at
@@ -157,27 +158,38 @@ async def engine(tmp_path: Path) -> Any:
     yield engine
     await engine.dispose()
 
+def plans(filters: RunFilters) -> list[ReadPlan | None]:
+    """Every way the run list may read these filters: the plan their sizes choose (None),
+    and each the planner could choose on other data (60 runs make every label "rare")."""
+    labels: list[Label] = ([("tag", k, v) for k, v in filters.tags]
+                           + [("meta", k, v) for k, v in filters.metadata])
+    every_time = frozenset({*filters.after, *filters.before})
+    return [None, ReadPlan(), ReadPlan(unindexed=every_time),
+            *(ReadPlan(label=label, unindexed=every_time) for label in labels)]
+
+
 @pytest.mark.parametrize("case", range(len(FILTERS)))
 async def test_every_filter_in_every_order_pages_through_exactly_the_matching_runs(
         engine: AsyncEngine, case: int) -> None:
     script = scripted()
     filters, keep = FILTERS[case]
-    for order in ORDERS:
+    for order, plan in itertools.product(ORDERS, plans(filters)):
         want = expected(script, keep, order)
         # By keyset, 7 at a time...
         got: list[str] = []
         after = None
         while True:
-            page = await list_runs(engine, "p", filters, order, 7, after=after)
+            page = await list_runs(engine, "p", filters, order, 7, after=after, plan=plan)
             got += [v.id for v in page]
             if len(page) < 7:
                 break
             after = position_of(page[-1], order)
-        assert got == want, (filters, order)
+        assert got == want, (filters, order, plan)
         # ... and by offset.
         by_offset = [v.id for offset in range(0, len(want) + 7, 7)
-                     for v in await list_runs(engine, "p", filters, order, 7, offset=offset)]
-        assert by_offset == want, (filters, order)
+                     for v in await list_runs(engine, "p", filters, order, 7, offset=offset,
+                                              plan=plan)]
+        assert by_offset == want, (filters, order, plan)
 
 async def test_keyset_pages_miss_and_repeat_nothing_while_runs_arrive(
         tmp_path: Path) -> None:
@@ -219,9 +231,9 @@ async def test_every_filter_and_sort_is_served_by_an_index(engine: AsyncEngine,
     # picks for a combination depends on the data; timing filtered pages over 200,000
     # runs is a benchmark still to write.)
     filters, _ = FILTERS[case]
-    for order in ORDERS:
-        query = runs_query("p", filters, order, 100, after=(at(30), "run030")
-                           if order.key != "priority" else (2, "run030"))
+    for order, plan in itertools.product(ORDERS, plans(filters)[1:]):
+        after = (at(30), "run030") if order.key != "priority" else (2, "run030")
+        query = runs_query("p", filters, order, 100, after=after, plan=plan or ReadPlan())
         compiled = query.compile(dialect=engine.dialect,
                                  compile_kwargs={"render_postcompile": True})
         params = [compiled.params[name] for name in compiled.positiontup or []]
@@ -338,3 +350,115 @@ async def test_several_statuses_in_created_order_read_one_status_index_range_eac
             "EXPLAIN QUERY PLAN " + str(compiled), tuple(str(p) for p in params))]
     assert sum("ix_runs_project_status (project_id=? AND status=?)" in step
                for step in plan) == 3, plan
+
+
+async def _sqlite_plan(engine: AsyncEngine, query: Any) -> list[str]:
+    compiled = query.compile(dialect=engine.dialect,
+                             compile_kwargs={"render_postcompile": True})
+    params = [compiled.params[name] for name in compiled.positiontup or []]
+    async with engine.connect() as conn:
+        return [str(row[-1]) for row in await conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + str(compiled), tuple(str(p) for p in params))]
+
+
+async def test_on_sqlite_each_plan_leads_with_the_index_it_names(engine: AsyncEngine) -> None:
+    # PostgreSQL plans by cost from its statistics: on 60 rows it rightly reads little
+    # through any index, so only SQLite, which follows the query's shape, is asked here.
+    if engine.dialect.name != "sqlite":
+        return
+    newest = RunOrder("created_at", True)
+    tagged = RunFilters(tags=(("team", "a"),), metadata=(("region", "eu"),))
+    led = await _sqlite_plan(engine, runs_query(
+        "p", tagged, newest, 50, plan=ReadPlan(label=("meta", "region", "eu"))))
+    # The label's key gives the page in created order: no sort, the other label by its
+    # whole key.
+    assert led[0].startswith("SEARCH leading USING INDEX sqlite_autoindex_run_labels_1"), led
+    assert not any("TEMP B-TREE" in step for step in led), led
+    assert any("created_at=? AND run_id=?" in step for step in led), led
+    # A wide time range on another column: the sort's index leads, no sort.
+    started = RunFilters(after={"started_at": at(800)})
+    walked = await _sqlite_plan(engine, runs_query(
+        "p", started, newest, 50, plan=ReadPlan(unindexed=frozenset({"started_at"}))))
+    assert walked == ["SEARCH runs USING INDEX ix_runs_project_created (project_id=?)"], walked
+    # A rare label in another order: its few runs are read by its key and sorted.
+    by_priority = await _sqlite_plan(engine, runs_query(
+        "p", tagged, RunOrder("priority", True), 50,
+        plan=ReadPlan(label=("meta", "region", "eu"))))
+    assert by_priority[0].startswith("SEARCH leading USING INDEX"), by_priority
+
+
+async def test_the_plan_follows_the_sizes_of_the_filters(
+        engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import projections.run_list_plan as planning
+
+    async def plan(filters: RunFilters, key: str = "priority") -> ReadPlan:
+        labels: list[Label] = ([("tag", k, v) for k, v in filters.tags]
+                               + [("meta", k, v) for k, v in filters.metadata])
+        async with engine.connect() as conn:
+            return await planning.plan_read(conn, "p", labels, bool(filters.equal),
+                                            filters.after, filters.before, key)
+
+    both = RunFilters(tags=(("team", "a"),), metadata=(("region", "eu"),))
+    started = RunFilters(after={"started_at": at(800)})
+    # 30 runs are in team a, 12 in region eu, 25 started after at(800).
+    assert await plan(both) == ReadPlan(label=("meta", "region", "eu"))
+    assert await plan(started, "created_at") == ReadPlan()
+    monkeypatch.setattr(planning, "PROBE_CAP", 12)
+    # Neither label is rare now: in priority order each is checked run by run...
+    assert await plan(both) == ReadPlan()
+    # ... and in created order the rarer one's key still leads (unless another filter
+    # has an index of its own).
+    assert await plan(both, "created_at") == ReadPlan(label=("meta", "region", "eu"))
+    # Both over the cap: counted further, the rarer (team a: 30 runs, region us: 48) leads.
+    common = RunFilters(tags=(("team", "a"),), metadata=(("region", "us"),))
+    assert await plan(common, "created_at") == ReadPlan(label=("tag", "team", "a"))
+    with_job = RunFilters(equal={"job_id": "j1"}, metadata=(("region", "eu"),))
+    assert await plan(with_job, "created_at") == ReadPlan()
+    assert await plan(started, "created_at") == ReadPlan(unindexed=frozenset({"started_at"}))
+    assert await plan(started, "started_at") == ReadPlan()
+
+
+async def test_a_time_stamped_before_the_run_was_made_reads_as_its_making(
+        tmp_path: Path) -> None:
+    # A dispatch stamped by a clock behind the API's: the run's times never come before
+    # its creation, in one batch with the trigger or in a later one, so the bounds the
+    # run list implies from them (a run is made before it starts or ends) hold.
+    script = Script()
+    script.emit("j1", None, JobCreated(spec=spec(slug="j1")), at(-1))
+    for run_id in ("same", "later"):
+        script.emit("j1", run_id, RunTriggered(payload=None), at(100))
+    script.emit("j1", "same", RunDispatched(attempt=1, endpoint_url="http://x"), at(90))
+    script.emit("j1", "same", RunCompleted(attempt=1), at(95))
+    engine = await projected(tmp_path, script)  # batches of 37: all in one
+    try:
+        start = len(script.records)
+        script.emit("j1", "later", RunDispatched(attempt=1, endpoint_url="http://x"), at(80))
+        script.emit("j1", "later", RunCompleted(attempt=1), at(101))
+        async with engine.begin() as conn:
+            await apply_batch(conn, TOPIC, script.records[start:start + 1])
+        async with engine.begin() as conn:
+            await apply_batch(conn, TOPIC, script.records[start + 1:])
+        for run_id, finished in (("same", at(100)), ("later", at(101))):
+            view = await get_run(engine, "p", run_id)
+            assert view is not None
+            assert (view.created_at, view.started_at, view.finished_at) == (
+                at(100), at(100), finished), run_id
+        ended_before = RunFilters(before={"finished_at": at(101)})
+        assert [v.id for v in await list_runs(engine, "p", ended_before, RunOrder(), 10)] \
+            == ["same"]
+    finally:
+        await engine.dispose()
+
+
+def test_bounds_on_start_and_end_bound_creation_and_the_sorted_time() -> None:
+    from projections.run_list import with_implied_bounds
+
+    filters = RunFilters(before={"finished_at": at(50), "started_at": at(40)},
+                         after={"created_at": at(10)})
+    implied = with_implied_bounds(filters, RunOrder("started_at", True))
+    assert implied.before == {"finished_at": at(50), "started_at": at(40),
+                              "created_at": at(40)}
+    assert implied.after == {"created_at": at(10), "started_at": at(10)}
+    tighter = RunFilters(before={"finished_at": at(50), "created_at": at(20)})
+    assert with_implied_bounds(tighter, RunOrder()).before["created_at"] == at(20)
+    assert with_implied_bounds(RunFilters(), RunOrder()) == RunFilters()
