@@ -22,7 +22,17 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    bindparam,
+    case,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.codec import DecodedEvent, decode_event
@@ -332,6 +342,8 @@ class _Fold:
                 self.replays[event.continuation_of] = env.run_id
         else:
             changes = RUN_CHANGES[type(event)](env, event)
+            if (new := self.new_runs.get(env.run_id)) is not None:
+                _not_before_created(changes, new["created_at"])
             if isinstance(event, RunProgressReported) and env.run_id is not None:
                 self.progressed.add(env.run_id)
             if changes.get("status") in DEAD_STATUSES and env.run_id is not None:
@@ -383,7 +395,7 @@ class _Fold:
             conn.execute(insert(runs), list(self.new_runs.values()))
             if labels := _labels(self.new_runs.values()):
                 conn.execute(insert(run_labels), labels)
-        _update_by_id(conn, runs, self.changed_runs)
+        _update_by_id(conn, runs, self.changed_runs, NOT_BEFORE_CREATED)
         correct_after_settings(conn, self.retention)
         if self.events:
             event_order.assign_positions(conn, self.events)
@@ -414,21 +426,49 @@ class _Fold:
 def _labels(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The run_labels rows of new runs: a row per tag and per metadata entry."""
     return [{"project_id": row["project_id"], "kind": kind, "key": key,
-             "value_digest": label_digest(value), "value": value, "run_id": row["id"]}
+             "value_digest": label_digest(value), "value": value,
+             "created_at": row["created_at"], "run_id": row["id"]}
             for row in rows
             for kind, entries in (("tag", row["tags"]), ("meta", row["metadata"]))
             for key, value in (entries or {}).items()]
 
 
-def _update_by_id(conn: Connection, table: Table, changed: dict[str, dict[str, Any]]) -> None:
-    """One executemany per shape of change (the set of columns it writes)."""
+# A run's times as the read models keep them never come before its creation: each is
+# stamped by the clock of the service that issued the command (the API for a trigger,
+# the executor for a dispatch), and a clock behind another's would otherwise show a run
+# starting before it was made (a negative wait) and let the run list's implied bounds
+# (projections.run_list) miss it. The events keep the times as stamped.
+_TIMES = ("started_at", "finished_at")
+
+
+def _not_before_created(changes: dict[str, Any], created_at: datetime) -> None:
+    for column in _TIMES:
+        if (at := changes.get(column)) is not None and at < created_at:
+            changes[column] = created_at
+
+
+def _later_of_created(column: str) -> ColumnElement[Any]:
+    value = bindparam(column, type_=runs.c[column].type)
+    return case((runs.c.created_at > value, runs.c.created_at), else_=value)
+
+
+ColumnWriter = Callable[[str], ColumnElement[Any]]
+NOT_BEFORE_CREATED: dict[str, ColumnWriter] = {column: _later_of_created for column in _TIMES}
+
+
+def _update_by_id(conn: Connection, table: Table, changed: dict[str, dict[str, Any]],
+                  written: dict[str, ColumnWriter] | None = None) -> None:
+    """One executemany per shape of change (the set of columns it writes). ``written``
+    gives the expression that writes a column's new value, where it is not the value."""
     shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row_id, changes in changed.items():
         shape = tuple(sorted(changes))
         shapes.setdefault(shape, []).append({**changes, "b_id": row_id})
+    special = written or {}
     for shape, rows in shapes.items():
         stmt = (update(table).where(table.c.id == bindparam("b_id"))
-                .values({column: bindparam(column) for column in shape}))
+                .values({column: special[column](column) if column in special
+                         else bindparam(column) for column in shape}))
         conn.execute(stmt, rows)
 
 

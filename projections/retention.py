@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from projections.rows import aware
 from projections.tables import (
     dead_letters,
+    label_digest,
     project_retention,
     purged_runs,
     run_events,
@@ -100,7 +101,8 @@ def purged_among(conn: Connection, run_ids: Iterable[str]) -> set[str]:
 
 
 # The due runs, oldest purge_at first: a range of the partial index ix_runs_purge_at.
-DUE_RUNS = (select(runs.c.id, runs.c.project_id, runs.c.tags, runs.c.metadata)
+DUE_RUNS = (select(runs.c.id, runs.c.project_id, runs.c.created_at, runs.c.tags,
+                   runs.c.metadata)
         .where(runs.c.purge_at <= bindparam("now"))
         .order_by(runs.c.purge_at).limit(bindparam("limit")))
 
@@ -112,10 +114,10 @@ def sweep_sync(conn: Connection, now: datetime, limit: int = SWEEP_BATCH) -> lis
     if not due:
         return []
     ids = [str(row.id) for row in due]
-    # run_labels is keyed by (project, kind, key, value, run): the run's own tags and
-    # metadata name its rows, so no index by run is needed.
-    labels = [{"b_project": row.project_id, "b_kind": kind, "b_key": key, "b_value": value,
-               "b_run": row.id}
+    # run_labels is keyed by (project, kind, key, value digest, created_at, run): the
+    # run's own row names each of its labels' whole key, so no index by run is needed.
+    labels = [{"b_project": row.project_id, "b_kind": kind, "b_key": key,
+               "b_digest": label_digest(value), "b_created": row.created_at, "b_run": row.id}
               for row in due
               for kind, entries in (("tag", row.tags), ("meta", row.metadata))
               for key, value in (entries or {}).items()]
@@ -124,7 +126,8 @@ def sweep_sync(conn: Connection, now: datetime, limit: int = SWEEP_BATCH) -> lis
             (run_labels.c.project_id == bindparam("b_project"))
             & (run_labels.c.kind == bindparam("b_kind"))
             & (run_labels.c.key == bindparam("b_key"))
-            & (run_labels.c.value == bindparam("b_value"))
+            & (run_labels.c.value_digest == bindparam("b_digest"))
+            & (run_labels.c.created_at == bindparam("b_created"))
             & (run_labels.c.run_id == bindparam("b_run"))), labels)
     for chunk in _chunks(ids):
         conn.execute(delete(run_events).where(run_events.c.run_id.in_(chunk)))

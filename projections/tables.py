@@ -163,12 +163,17 @@ runs = Table(
 # 4 kB of UTF-8), more than a PostgreSQL B-tree entry holds (about 2.7 kB). A lookup
 # compares the digest (the index) and then the value itself (so a collision of digests
 # could cost a row read, never a wrong answer).
+#
+# The run's created_at comes before its id in the key, so one label's runs are read in
+# created order straight from the key (the run list's default order) and a run's own
+# label is still found by the whole key (its created_at and id are on its runs row).
 run_labels = Table(
     "run_labels", metadata,
     Column("project_id", String(64), primary_key=True),
     Column("kind", String(4), primary_key=True),
     Column("key", String(64), primary_key=True),
     Column("value_digest", String(32), primary_key=True),
+    Column("created_at", DateTime(timezone=True), primary_key=True),
     Column("run_id", String(64), primary_key=True),
     Column("value", String(1024), nullable=False),
 )
