@@ -1,11 +1,11 @@
 """The whole stack on PostgreSQL, on real Kafka: the four services started with
 JOBLEDGER_DATABASE_URL naming a fresh PostgreSQL database create the schema there, and runs
-are triggered, executed, listed and scored from it, and their metrics read. (The
-projection and query code is covered on both stores by the unit suite; this proves the
-services run on PostgreSQL.)
+are triggered, executed, listed and scored from it, their metrics read and their events
+streamed live. (The projection and query code is covered on both stores by the unit suite;
+this proves the services run on PostgreSQL.)
 
-The metrics test is test_metrics's own scenario, run against this module's stack rather
-than copied: the same assertions, on PostgreSQL. The
+The metrics and stream tests are test_metrics's and test_streams's own scenarios, run
+against this module's stack rather than copied: the same assertions, on PostgreSQL. The
 metrics scenario counts every run of its project, so it runs in the project of the stack's
 ``other`` key, where nothing else in this module triggers a run (the rest trigger in the
 admin key's project).
@@ -14,13 +14,14 @@ admin key's project).
 import dataclasses
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from tests.integration import test_metrics as metric_scenarios
+from tests.integration import test_streams as stream_scenarios
 from tests.integration.endpoint import Endpoint
 from tests.integration.stackutil import (
     RunningStack,
@@ -150,3 +151,17 @@ async def test_metrics_of_a_scripted_set_of_runs_on_postgresql(
         assert before["started"] == 0 and not any(before["ended"].values()), before
     await metric_scenarios.test_metrics_of_a_scripted_set_of_runs(in_other_project, endpoint)
 
+
+StreamScenario = Callable[[RunningStack, Endpoint], Awaitable[None]]
+
+
+@pytest.mark.parametrize("scenario", [
+    stream_scenarios.test_a_runs_stream_resumes_after_a_dropped_connection_and_ends_with_the_run,
+    stream_scenarios.test_the_events_stream_filtered_by_job_and_type_resumes_where_it_dropped,
+], ids=["run_stream_to_its_end", "events_stream_resumed"])
+async def test_the_live_streams_on_postgresql(ready_pg_stack: RunningStack, endpoint: Endpoint,
+                                              scenario: StreamScenario) -> None:
+    """A run's stream read to its terminal event (resumed with Last-Event-ID on the way),
+    and the project's stream dropped and resumed with Last-Event-ID: test_streams's
+    scenarios, with every event read from PostgreSQL's run_events."""
+    await scenario(ready_pg_stack, endpoint)
