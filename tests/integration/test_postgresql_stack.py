@@ -1,16 +1,27 @@
 """The whole stack on PostgreSQL, on real Kafka: the four services started with
 JOBLEDGER_DATABASE_URL naming a fresh PostgreSQL database create the schema there, and runs
-are triggered, executed, listed and scored from it. (The projection and query code is
-covered on both stores by the unit suite; this proves the services run on PostgreSQL.)"""
+are triggered, executed, listed and scored from it, their metrics read and their events
+streamed live. (The projection and query code is covered on both stores by the unit suite;
+this proves the services run on PostgreSQL.)
 
+The metrics and stream tests are test_metrics's and test_streams's own scenarios, run
+against this module's stack rather than copied: the same assertions, on PostgreSQL. The
+metrics scenario counts every run of its project, so it runs in the project of the stack's
+``other`` key, where nothing else in this module triggers a run (the rest trigger in the
+admin key's project).
+"""
+
+import dataclasses
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from tests.integration import test_metrics as metric_scenarios
+from tests.integration import test_streams as stream_scenarios
 from tests.integration.endpoint import Endpoint
 from tests.integration.stackutil import (
     RunningStack,
@@ -46,6 +57,12 @@ def pg_stack(kafka_bootstrap: str, pg_database: str, tmp_path_factory: pytest.Te
     with stopped_after(start_stack(kafka_bootstrap, home, database_url=pg_database),
                        request) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+async def ready_pg_stack(pg_stack: RunningStack) -> RunningStack:
+    await wait_ready(pg_stack)
+    return pg_stack
 
 
 async def test_runs_are_triggered_listed_and_scored_from_postgresql(
@@ -84,6 +101,13 @@ async def test_runs_are_triggered_listed_and_scored_from_postgresql(
         body = health.json()
         assert (body["health_score"], body["success_rate"], body["failure_streak"]) == (
             100, 1.0, 0), body
+        # The job's metrics: its three runs, all completed.
+        found = await metric_scenarios.metrics(client, job=job["slug"], window="1h",
+                                               bucket="1m")
+        assert found["job_id"] == job["id"] and found["started"] == 3, found
+        assert found["ended"] == {**dict.fromkeys(metric_scenarios.ENDED, 0),
+                                  "completed": 3}, found
+        assert found["success_rate"] == 1.0, found
 
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text
@@ -114,3 +138,30 @@ async def test_runs_are_triggered_listed_and_scored_from_postgresql(
         assert (daily["runs"], daily["completed"]) == (3, 3)
     finally:
         await conn.close()
+
+
+async def test_metrics_of_a_scripted_set_of_runs_on_postgresql(
+        ready_pg_stack: RunningStack, endpoint: Endpoint) -> None:
+    """test_metrics's scenario (counts by state, success rate, buckets, percentiles against
+    the runs it made) in the ``other`` key's project, which holds no runs but its own."""
+    in_other_project = dataclasses.replace(ready_pg_stack, admin_key=ready_pg_stack.other_key,
+                                           other_key=ready_pg_stack.admin_key)
+    async with in_other_project.client() as client:
+        before = await metric_scenarios.metrics(client, window="1h", bucket="1m")
+        assert before["started"] == 0 and not any(before["ended"].values()), before
+    await metric_scenarios.test_metrics_of_a_scripted_set_of_runs(in_other_project, endpoint)
+
+
+StreamScenario = Callable[[RunningStack, Endpoint], Awaitable[None]]
+
+
+@pytest.mark.parametrize("scenario", [
+    stream_scenarios.test_a_runs_stream_resumes_after_a_dropped_connection_and_ends_with_the_run,
+    stream_scenarios.test_the_events_stream_filtered_by_job_and_type_resumes_where_it_dropped,
+], ids=["run_stream_to_its_end", "events_stream_resumed"])
+async def test_the_live_streams_on_postgresql(ready_pg_stack: RunningStack, endpoint: Endpoint,
+                                              scenario: StreamScenario) -> None:
+    """A run's stream read to its terminal event (resumed with Last-Event-ID on the way),
+    and the project's stream dropped and resumed with Last-Event-ID: test_streams's
+    scenarios, with every event read from PostgreSQL's run_events."""
+    await scenario(ready_pg_stack, endpoint)

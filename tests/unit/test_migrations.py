@@ -6,12 +6,14 @@ Applied to an empty database, the revisions give exactly the schema that
 databases reflect the same tables, columns, keys, indexes (partial ones with their
 predicates) and views. And migrating is safe to repeat, to race, to undo, and to fail.
 
-Every test takes its databases from ``new_database``: one entry of BACKENDS per store.
+Every test takes its databases from ``new_database``: one entry of BACKENDS per store, on
+the backends of ``store`` (tests/conftest.py's ``store_server``), so each runs on SQLite and
+on the session's PostgreSQL server in every run; a server that cannot be had fails them, as
+it fails the store tests.
 """
 
 import asyncio
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -21,7 +23,6 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.analytics import VIEWS
@@ -38,20 +39,23 @@ from projections.migrate import (
     scripts,
 )
 from projections.tables import metadata
+from tests.stores import asyncpg_url
 
 T = TypeVar("T")
 NewDatabase = Callable[[str], Awaitable[str]]  # a name -> the URL of a new, empty database
 
 
-async def _sqlite(tmp_path: Path) -> AsyncIterator[NewDatabase]:
+async def _sqlite(tmp_path: Path, server: str | None) -> AsyncIterator[NewDatabase]:
     async def new(name: str) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / name}.db"
     yield new
 
 
-async def _postgresql(tmp_path: Path) -> AsyncIterator[NewDatabase]:
-    """Databases made on the server JOBLEDGER_TEST_PG_URL names, dropped afterwards."""
-    server = make_url(os.environ["JOBLEDGER_TEST_PG_URL"])
+async def _postgresql(tmp_path: Path, server_url: str | None) -> AsyncIterator[NewDatabase]:
+    """Databases of this test's own on ``server_url`` (empty: not the store tests' template,
+    which has the schema), under a prefix no other test shares; dropped afterwards."""
+    assert server_url is not None
+    server = asyncpg_url(server_url)
     prefix = f"jl_migrations_{uuid.uuid4().hex[:8]}"
     made: list[str] = []
     admin = make_engine(server.render_as_string(hide_password=False))
@@ -77,12 +81,13 @@ async def _postgresql(tmp_path: Path) -> AsyncIterator[NewDatabase]:
 BACKENDS = {"sqlite": _sqlite, "postgresql": _postgresql}
 
 
-# PostgreSQL joins where JOBLEDGER_TEST_PG_URL names a server (its fixture sets it).
-@pytest.fixture(params=["sqlite", *(["postgresql"] if os.environ.get("JOBLEDGER_TEST_PG_URL")
-                                    else [])])
-async def new_database(request: pytest.FixtureRequest,
+@pytest.fixture
+async def new_database(store_server: str | None,
                        tmp_path: Path) -> AsyncIterator[NewDatabase]:
-    async for new in BACKENDS[request.param](tmp_path):
+    """Once per backend of ``store``: SQLite (``store_server`` None), then the session's
+    PostgreSQL server (``postgresql_url``: started if need be, an error if it cannot be)."""
+    backend = "sqlite" if store_server is None else "postgresql"
+    async for new in BACKENDS[backend](tmp_path, store_server):
         yield new
 
 
