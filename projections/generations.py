@@ -210,6 +210,10 @@ def generations_for(url: str) -> Generations:
             return FixedStore(url, "an in-memory database has nothing to switch: restart "
                                    "the projector instead")
         return SqliteGenerations(url)
+    if parsed.drivername == "postgresql+asyncpg":
+        from projections.pg_generations import PgGenerations  # it imports this module
+
+        return PgGenerations(url)
     return FixedStore(url, f"rebuilding into a new generation is implemented for SQLite "
                            f"and PostgreSQL on asyncpg, not {parsed.drivername}")
 
