@@ -5,7 +5,7 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -73,15 +73,33 @@ async def _asyncpg_connect(*args: Any, **kwargs: Any) -> Any:
             f"cannot connect to PostgreSQL: {exc!r}", exc) from exc
 
 
+# A URL option of ours (``?search_path=jobledger_g2``): the schemas a connection sees, so a
+# URL alone names a generation of the read models (projections.pg_generations). asyncpg
+# takes no such keyword (SQLAlchemy passes the URL's query to asyncpg.connect as keywords,
+# and asyncpg refuses unknown ones): it travels as a server setting of the connection.
+SEARCH_PATH = "search_path"
+
+
+def _asyncpg_args(parsed: URL) -> tuple[URL, dict[str, Any]]:
+    """The URL without our option, and the connect arguments for asyncpg."""
+    # async_creator_fn: the asyncpg dialect's own seam for the connect call (what
+    # create_async_engine(async_creator=...) uses), given the URL's arguments.
+    connect: dict[str, Any] = {"async_creator_fn": _asyncpg_connect}
+    path = parsed.query.get(SEARCH_PATH)
+    if path:
+        connect["server_settings"] = {SEARCH_PATH: path if isinstance(path, str)
+                                      else ",".join(path)}
+    return parsed.difference_update_query([SEARCH_PATH]), connect
+
+
 def make_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     pool: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
     if parsed.get_backend_name() == "postgresql":
-        # async_creator_fn: the asyncpg dialect's own seam for the connect call (what
-        # create_async_engine(async_creator=...) uses), given the URL's arguments.
-        connect = {"async_creator_fn": _asyncpg_connect} if parsed.get_driver_name() == (
-            "asyncpg") else {}
-        server = create_async_engine(url, pool_pre_ping=True, connect_args=connect,
+        connect: dict[str, Any] = {}
+        if parsed.get_driver_name() == "asyncpg":
+            parsed, connect = _asyncpg_args(parsed)
+        server = create_async_engine(parsed, pool_pre_ping=True, connect_args=connect,
                                      pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_OVERFLOW,
                                      **JSON_CODEC)
         event.listen(server.sync_engine, "before_cursor_execute", _nul_free_reads,

@@ -6,23 +6,31 @@ rebuild`` fills a new generation from the log while the live one keeps serving, 
 moves the pointer; the projector and the API look at the pointer about once a second
 (``LiveStore``) and reopen their engines on the new generation.
 
-SQLite (done): generation 1 is the configured file itself (``jobledger.db``), later ones
-are siblings (``jobledger.g2.db``, ``jobledger.g3.db`` ...). The pointer is a sibling text
+SQLite: generation 1 is the configured file itself (``jobledger.db``), later ones are
+siblings (``jobledger.g2.db``, ``jobledger.g3.db`` ...). The pointer is a sibling text
 file, ``jobledger.db.current``, holding the live file's name; it is replaced atomically
 (write a temporary file, fsync, rename), so a reader sees the old name or the new one,
 never half of one. No pointer file means generation 1.
 
-PostgreSQL (not done yet): the same interface would keep a schema per generation
-(``jobledger_g2``) and the pointer in a one-row table, the engine's ``search_path`` naming
-the live schema. Until then a PostgreSQL URL has one fixed generation: the services run
-as before and ``rebuild`` refuses with a message (``Unsupported``).
+PostgreSQL (projections.pg_generations): a schema per generation. Generation 1 is the
+schema the configured URL's connections use (``public`` unless the URL's
+``?search_path=`` or the role says otherwise), later ones ``jobledger_g2``,
+``jobledger_g3`` ... The pointer is a one-row table in that base schema
+(``jobledger_generation``), updated in one transaction; a generation's URL carries
+``?search_path=<its schema>`` (projections.db), so its tables, views and Alembic's version
+table are all made and read there. Reading the pointer is a query: hence the protocol's
+methods are coroutines (SQLite's stay cheap file operations).
+
+Other stores (an in-memory SQLite database, a driver other than asyncpg) have one fixed
+generation: the services run as before and ``rebuild`` refuses with a message
+(``Unsupported``).
 """
 
 import contextlib
 import fcntl
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -42,49 +50,57 @@ class Generation(NamedTuple):
 
 
 class Generations(Protocol):
-    def live(self) -> Generation:
+    async def live(self) -> Generation:
         """The generation serving now (cheap: the services call it about once a second)."""
         ...
 
-    def prepare(self) -> Generation:
+    async def prepare(self) -> Generation:
         """A new, empty place for the next generation (leftovers of an interrupted
         rebuild are removed first). Call under ``lock``."""
         ...
 
-    def switch(self, to: Generation) -> None:
+    async def switch(self, to: Generation) -> None:
         """Make ``to`` the live generation, atomically."""
         ...
 
-    def remove(self, generation: Generation) -> None:
+    async def remove(self, generation: Generation) -> None:
         """Delete a generation that is not live."""
         ...
 
-    def lock(self) -> contextlib.AbstractContextManager[None]:
+    def lock(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Held by a rebuild: one at a time per store. Raises Unsupported if taken."""
+        ...
+
+    async def close(self) -> None:
+        """Release what reading the pointer holds (PostgreSQL: its connection)."""
         ...
 
 
 class FixedStore:
-    """One generation only: a store this module cannot generate (PostgreSQL for now, or
-    an in-memory SQLite database). The services use it unchanged; rebuilds refuse."""
+    """One generation only: a store this module cannot generate (an in-memory SQLite
+    database, PostgreSQL on a driver other than asyncpg). The services use it unchanged;
+    rebuilds refuse."""
 
     def __init__(self, url: str, why: str) -> None:
         self._live, self._why = Generation("fixed", url), why
 
-    def live(self) -> Generation:
+    async def live(self) -> Generation:
         return self._live
 
-    def prepare(self) -> Generation:
+    async def prepare(self) -> Generation:
         raise Unsupported(self._why)
 
-    def switch(self, to: Generation) -> None:
+    async def switch(self, to: Generation) -> None:
         raise Unsupported(self._why)
 
-    def remove(self, generation: Generation) -> None:
+    async def remove(self, generation: Generation) -> None:
         raise Unsupported(self._why)
 
-    def lock(self) -> contextlib.AbstractContextManager[None]:
+    def lock(self) -> contextlib.AbstractAsyncContextManager[None]:
         raise Unsupported(self._why)
+
+    async def close(self) -> None:
+        pass
 
 
 def generation_file(base: Path, number: int) -> Path:
@@ -113,7 +129,7 @@ class SqliteGenerations:
         url = self._url.set(database=str(path)).render_as_string(hide_password=False)
         return Generation(path.name, url)
 
-    def live(self) -> Generation:
+    async def live(self) -> Generation:
         try:
             name = self.pointer.read_text().strip()
         except FileNotFoundError:
@@ -131,8 +147,8 @@ class SqliteGenerations:
         numbers = (generation_number(self.base, p.name) for p in folder.iterdir())
         return sorted(n for n in numbers if n is not None)
 
-    def prepare(self) -> Generation:
-        live = generation_number(self.base, self.live().name) or 1
+    async def prepare(self) -> Generation:
+        live = generation_number(self.base, (await self.live()).name) or 1
         present = self.existing()
         for number in present:  # an interrupted rebuild's (or a kept old one)
             if number != live:
@@ -141,7 +157,7 @@ class SqliteGenerations:
         number = max([live, *present]) + 1
         return self._generation(generation_file(self.base, number))
 
-    def switch(self, to: Generation) -> None:
+    async def switch(self, to: Generation) -> None:
         if generation_number(self.base, to.name) is None:
             raise ValueError(f"{to.name!r} is not a generation of {self.base.name}")
         temporary = self.pointer.with_name(self.pointer.name + ".tmp")
@@ -157,13 +173,13 @@ class SqliteGenerations:
         finally:
             os.close(directory)
 
-    def remove(self, generation: Generation) -> None:
-        if generation.name == self.live().name:
+    async def remove(self, generation: Generation) -> None:
+        if generation.name == (await self.live()).name:
             raise ValueError(f"{generation.name} is live: not removed")
         _remove_files(self.base.with_name(generation.name))
 
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    @contextlib.asynccontextmanager
+    async def lock(self) -> AsyncIterator[None]:
         self.base.parent.mkdir(parents=True, exist_ok=True)
         path = self.base.with_name(self.base.name + ".rebuild.lock")
         with path.open("a") as held:
@@ -176,6 +192,9 @@ class SqliteGenerations:
                 yield
             finally:
                 fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+
+    async def close(self) -> None:
+        pass
 
 
 def _remove_files(path: Path) -> None:
@@ -191,5 +210,19 @@ def generations_for(url: str) -> Generations:
             return FixedStore(url, "an in-memory database has nothing to switch: restart "
                                    "the projector instead")
         return SqliteGenerations(url)
-    return FixedStore(url, f"rebuilding into a new generation is not implemented for "
-                           f"{parsed.get_backend_name()} yet (SQLite only)")
+    if parsed.drivername == "postgresql+asyncpg":
+        from projections.pg_generations import PgGenerations  # it imports this module
+
+        return PgGenerations(url)
+    return FixedStore(url, f"rebuilding into a new generation is implemented for SQLite "
+                           f"and PostgreSQL on asyncpg, not {parsed.drivername}")
+
+
+async def live_url(url: str) -> str:
+    """The URL of the live generation of the store ``url`` names: what to open, since
+    after a rebuild the configured place itself may hold nothing."""
+    generations = generations_for(url)
+    try:
+        return (await generations.live()).url
+    finally:
+        await generations.close()

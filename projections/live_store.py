@@ -1,13 +1,14 @@
 """The engine of the live generation, for a process that serves or writes the read models
 (the projector, the API): it notices a rebuild's switch and reopens on the new generation.
 
-Noticing costs one read of the pointer (a tiny file for SQLite) at most once per
-``CHECK_SECS``, however many requests or batches ask.
+Noticing costs one read of the pointer (a tiny file for SQLite, a one-row table for
+PostgreSQL) at most once per ``CHECK_SECS``, however many requests or batches ask.
 """
 
 import logging
 import time
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.db import make_engine
@@ -20,15 +21,23 @@ CHECK_SECS = 1.0
 
 
 class LiveStore:
+    """``open`` first: which generation is live is known only once the pointer is read
+    (a query, on PostgreSQL)."""
+
+    generation: Generation  # set by open
+    engine: AsyncEngine
+
     def __init__(self, url: str, check_secs: float = CHECK_SECS) -> None:
         self.generations: Generations = generations_for(url)
-        self.generation: Generation = self.generations.live()
-        self.engine: AsyncEngine = make_engine(self.generation.url)
         self.check_secs = check_secs
         self._checked = time.monotonic()
+        self._opened = False
 
     async def open(self) -> AsyncEngine:
-        """Migrate the live generation to the newest schema and return its engine."""
+        """Open the live generation, migrated to the newest schema; return its engine."""
+        self.generation = await self.generations.live()
+        self.engine = make_engine(self.generation.url)
+        self._opened, self._checked = True, time.monotonic()
         await migrate(self.engine)
         return self.engine
 
@@ -41,8 +50,10 @@ class LiveStore:
             return False
         self._checked = now
         try:
-            live = self.generations.live()
-        except (OSError, ValueError) as exc:  # a pointer being replaced, or a bad one
+            live = await self.generations.live()
+        # A pointer being replaced, a bad one, or (PostgreSQL) the server briefly away:
+        # serve on from the generation open now, and look again next time.
+        except (OSError, ValueError, DBAPIError) as exc:
             log.warning("reading the live generation failed: %s", exc)
             return False
         if live == self.generation:
@@ -59,4 +70,6 @@ class LiveStore:
         return True
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        if self._opened:
+            await self.engine.dispose()
+        await self.generations.close()

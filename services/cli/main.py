@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from projections.generations import generations_for
 from services import eventloop
 from services.cli.migrate import add_parser as add_migrate_parser
 from services.cli.migrate import apply as apply_migrations
@@ -36,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     # Migrated here, once, before the services start: a database they cannot use (made by
     # a build before migrations) stops this command with the reason, not a restart loop.
-    live = generations_for(env["JOBLEDGER_DATABASE_URL"]).live().url  # after any rebuild
-    if eventloop.run(apply_migrations(live)) != 0:
+    # (Of the live generation: after a rebuild the configured place may hold nothing.)
+    if eventloop.run(apply_migrations(env["JOBLEDGER_DATABASE_URL"])) != 0:
         return 2
 
     node = None

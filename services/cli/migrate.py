@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from projections.db import make_engine
-from projections.generations import generations_for
+from projections.generations import live_url
 from projections.migrate import SchemaError, head, migrate, rebuild_schema, revision_of
 from services import eventloop
 
@@ -24,8 +24,16 @@ def database_url(home: Path, env: Mapping[str, str]) -> str:
     return env.get("JOBLEDGER_DATABASE_URL") or f"sqlite+aiosqlite:///{home}/jobledger.db"
 
 
-async def apply(url: str, rebuild: bool = False, check: bool = False) -> int:
-    """What ``jobledger migrate`` does; prints one line and returns the exit status."""
+async def apply(configured: str, rebuild: bool = False, check: bool = False) -> int:
+    """What ``jobledger migrate`` does to the live generation of the store ``configured``
+    names (after a rebuild, `jobledger projections rebuild`, the read models live in a
+    sibling file or another schema); prints one line and returns the exit status."""
+    shown = make_url(configured).render_as_string(hide_password=True)
+    try:
+        url = await live_url(configured)
+    except (OSError, DBAPIError, ValueError) as exc:  # unreachable, or a bad pointer
+        print(f"jobledger: cannot find the live read models at {shown}: {exc}", flush=True)
+        return 2
     shown = make_url(url).render_as_string(hide_password=True)
     engine = make_engine(url)
     try:
@@ -57,9 +65,7 @@ async def apply(url: str, rebuild: bool = False, check: bool = False) -> int:
 
 
 def migrate_command(args: argparse.Namespace) -> int:
-    # The live generation: after a rebuild (`jobledger projections rebuild`) the read models
-    # live in a sibling of the configured file.
-    url = generations_for(database_url(Path(args.home).resolve(), os.environ)).live().url
+    url = database_url(Path(args.home).resolve(), os.environ)
     return eventloop.run(apply(url, rebuild=args.rebuild, check=args.check))
 
 

@@ -7,9 +7,9 @@ code the projector uses (``Projector.project``: ``apply_batch`` with its offsets
 same transaction, poison isolation). Once it has read every partition up to the end
 offsets the broker reports, it moves the pointer (projections.generations); the projector
 and the API notice within about a second and reopen on the new generation, the projector
-resuming from the offsets stored in it. After ``grace_secs`` the old generation's files
-are deleted (a reader that had not noticed yet would lose them, so the grace is several
-times the services' one-second look).
+resuming from the offsets stored in it. After ``grace_secs`` the old generation (SQLite:
+its files; PostgreSQL: its schema) is deleted (a reader that had not noticed yet would
+lose it, so the grace is several times the services' one-second look).
 
 A record that fails alone is passed over as the projector passes it over (its offset
 consumed, its job's position moved past it); it is not put on the dead-letter topic a
@@ -19,6 +19,7 @@ On any failure the new generation is deleted and the old one goes on serving.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -77,24 +78,35 @@ async def rebuild(settings: Settings, out: Callable[[str], None] = print,
     """Replay, switch, remove the old generation; raise (the old one still live) on
     failure. ``out`` gets the progress lines."""
     generations = generations_for(settings.database_url)
-    with generations.lock():
-        old, new = generations.live(), generations.prepare()
-        out(f"rebuild: {old.name} serves; replaying {settings.topics.events} into "
-            f"{new.name}")
+    try:
+        async with generations.lock():
+            old, new = await generations.live(), await generations.prepare()
+            out(f"rebuild: {old.name} serves; replaying {settings.topics.events} into "
+                f"{new.name}")
+            try:
+                rebuilt = await _replay(settings, old, new, out)
+            except BaseException:
+                # The failure is what to report; a new generation left behind (the
+                # database away meanwhile) is dropped by the next rebuild's prepare.
+                with contextlib.suppress(Exception):
+                    await generations.remove(new)
+                raise
+            await generations.switch(new)
+        skipped = (f", {rebuilt.passed_over} records that cannot be applied passed over"
+                   if rebuilt.passed_over else "")
+        out(f"rebuild: switched to {new.name} ({rebuilt.events} events in "
+            f"{rebuilt.seconds:.1f} s, {rebuilt.rate:,.0f} records/s{skipped}); removing "
+            f"{old.name} in {grace_secs:g} s")
+        await asyncio.sleep(grace_secs)
         try:
-            rebuilt = await _replay(settings, old, new, out)
-        except BaseException:
-            generations.remove(new)
-            raise
-        generations.switch(new)
-    skipped = (f", {rebuilt.passed_over} records that cannot be applied passed over"
-               if rebuilt.passed_over else "")
-    out(f"rebuild: switched to {new.name} ({rebuilt.events} events in "
-        f"{rebuilt.seconds:.1f} s, {rebuilt.rate:,.0f} records/s{skipped}); removing "
-        f"{old.name} in {grace_secs:g} s")
-    await asyncio.sleep(grace_secs)
-    generations.remove(old)
-    return rebuilt
+            await generations.remove(old)
+        except Exception as exc:  # switched all the same: the rebuild did its work
+            # (PostgreSQL: a reader that outlived the grace holds the old tables.)
+            out(f"rebuild: removing {old.name} failed ({type(exc).__name__}: {exc}); the "
+                "next rebuild removes it")
+        return rebuilt
+    finally:
+        await generations.close()
 
 
 async def _replay(settings: Settings, old: Generation, new: Generation,

@@ -6,55 +6,91 @@ while clients read the API, then:
 - every table of the rebuilt generation equals the live one row for row, every column,
   compared while both have applied the same offsets (nothing produced meanwhile);
 - the API answered every read during the rebuild and the switch;
-- after the switch the old generation's files are gone and a new run becomes visible
-  through the API (which can then only be reading the new generation).
+- after the switch the old generation is gone (SQLite: its files; PostgreSQL: its tables)
+  and a new run becomes visible through the API (which can then only be reading the new
+  generation).
+
+Each test runs once on each store: a stack on SQLite, and one on a PostgreSQL database of
+its own (generations as schemas there).
 """
 
 import asyncio
 import os
-import sqlite3
 import sys
 import time
 import uuid
-from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
+import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
-from sqlalchemy import Table
 
 from events.topics import Topics
+from projections.generations import Generation
 from projections.tables import metadata
 from services.kafka import topic_partitions
 from tests.integration.endpoint import Endpoint
-from tests.integration.stackutil import RunningStack, create_job, wait_for_status
+from tests.integration.rebuild_places import Place, PostgresPlace, SqlitePlace, compared
+from tests.integration.stackutil import (
+    RunningStack,
+    create_job,
+    start_stack,
+    stopped_after,
+    wait_for_status,
+    wait_ready,
+)
 from tests.integration.test_execution import callback, token_of, trigger
 from tests.integration.test_run_list import bulk
+from tests.stores import asyncpg_url, dsn
 
 pytestmark = pytest.mark.kafka
 
-# Columns whose values may differ between two stores that applied the same events, each
-# with why. (run_events.position is being added for server-sent events: it numbers rows
-# in the order a store applied them, and the live projector and the rebuild interleave
-# the partitions differently.) Nothing else is left out.
-EXCLUDED: dict[str, set[str]] = {"run_events": {"position"}}
+
+@dataclass
+class Served:
+    """A stack, and how to read its store's generations from outside."""
+
+    stack: RunningStack
+    place: Place
+    kind: str  # "sqlite" or "postgresql"
 
 
-def table_rows(path: Path, table: Table) -> list[tuple[Any, ...]]:
-    columns = [c.name for c in table.columns if c.name not in EXCLUDED.get(table.name, ())]
-    order = [c.name for c in table.primary_key.columns] or columns
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        return db.execute(f'SELECT {quoted} FROM "{table.name}" ORDER BY '
-                          + ", ".join(f'"{c}"' for c in order)).fetchall()
+@pytest.fixture(scope="module")
+async def pg_database(postgresql_url: str) -> AsyncIterator[str]:
+    """An empty database of its own (no schema: the services make it)."""
+    url = asyncpg_url(postgresql_url)
+    name = f"jl_rebuild_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(dsn(url, url.database or "postgres"))
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+        yield url.set(database=name).render_as_string(hide_password=False)
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
 
 
-def table_names(path: Path) -> set[str]:
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        return {name for (name,) in db.execute(
-            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view', 'index') "
-            "AND name NOT LIKE 'sqlite_%'")}
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store_stack(request: pytest.FixtureRequest, kafka_bootstrap: str,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    home = tmp_path_factory.mktemp(f"stack-{request.param}")
+    if request.param == "sqlite":
+        running = start_stack(kafka_bootstrap, home)
+        place: Place = SqlitePlace(f"sqlite+aiosqlite:///{running.database_path}",
+                                   running.database_path)
+    else:
+        url = str(request.getfixturevalue("pg_database"))
+        running = start_stack(kafka_bootstrap, home, database_url=url)
+        place = PostgresPlace(url)
+    with stopped_after(running, request):
+        yield Served(running, place, request.param)
+
+
+@pytest.fixture
+async def served(store_stack: Served) -> Served:
+    await wait_ready(store_stack.stack)
+    return store_stack
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
@@ -67,21 +103,17 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
-def stored_offsets(path: Path, topic: str) -> dict[int, int]:
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        return dict(db.execute("SELECT partition, next_offset FROM projector_offsets "
-                               "WHERE topic = ?", (topic,)).fetchall())
-
-
-async def wait_caught_up(path: Path, bootstrap: str, topic: str, timeout: float = 60) -> None:
+async def wait_caught_up(place: Place, generation: Generation, bootstrap: str, topic: str,
+                         timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     ends = await end_offsets(bootstrap, topic)
     while time.monotonic() < deadline:
-        stored = stored_offsets(path, topic)
+        stored = await place.offsets(generation, topic)
         if all(stored.get(p, 0) >= end for p, end in ends.items()):
             return
         await asyncio.sleep(0.2)
-    raise AssertionError(f"{path} not caught up with {ends}: {stored_offsets(path, topic)}")
+    raise AssertionError(f"{generation.name} not caught up with {ends}: "
+                         f"{await place.offsets(generation, topic)}")
 
 
 async def make_varied_data(running: RunningStack, endpoint: Endpoint) -> list[str]:
@@ -161,8 +193,8 @@ async def keep_reading(running: RunningStack, run_ids: list[str], stop: asyncio.
 class Rebuild:
     """``jobledger projections rebuild`` as a user runs it, beside the stack."""
 
-    def __init__(self, running: RunningStack, grace: float) -> None:
-        self.running, self.grace = running, grace
+    def __init__(self, served: Served, grace: float) -> None:
+        self.running, self.place, self.grace = served.stack, served.place, grace
         self.output: list[str] = []
 
     async def __aenter__(self) -> "Rebuild":
@@ -174,15 +206,15 @@ class Rebuild:
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         return self
 
-    async def switched(self) -> Path:
-        """Wait for the switch; the new live generation's file."""
+    async def switched(self) -> Generation:
+        """Wait for the switch; the new live generation."""
         assert self.process.stdout is not None
         while not any(line.startswith("rebuild: switched to") for line in self.output):
             line = (await asyncio.wait_for(self.process.stdout.readline(), 120)).decode()
             assert line, "the rebuild ended before switching:\n" + "".join(self.output)
             self.output.append(line)
         assert any(" records/s now " in line and " behind" in line for line in self.output)
-        return live_file(self.running.database_path)
+        return await self.place.live()
 
     async def __aexit__(self, *exc: object) -> None:
         rest, _ = await asyncio.wait_for(self.process.communicate(), 60)
@@ -191,64 +223,60 @@ class Rebuild:
             assert self.process.returncode == 0, "".join(self.output)
 
 
-def live_file(base: Path) -> Path:
-    """The live generation's file, as the pointer names it."""
-    pointer = base.with_name(base.name + ".current")
-    return base.with_name(pointer.read_text().strip()) if pointer.exists() else base
-
-
-def assert_same_tables(old: Path, new: Path) -> dict[str, int]:
+async def assert_same_tables(place: Place, old: Generation,
+                             new: Generation) -> dict[str, int]:
     """Every table, every column (less EXCLUDED) equal; the row count of each table."""
-    assert table_names(old) == table_names(new)
-    for table in metadata.sorted_tables:
-        old_rows, new_rows = table_rows(old, table), table_rows(new, table)
-        assert len(old_rows) == len(new_rows), f"{table.name}: {len(old_rows)} rows " \
+    assert await place.names(old) == await place.names(new)
+    before, rebuilt = await place.rows(old), await place.rows(new)
+    for table, old_rows in before.items():
+        new_rows = rebuilt[table]
+        assert len(old_rows) == len(new_rows), f"{table}: {len(old_rows)} rows " \
             f"before, {len(new_rows)} rebuilt"
-        columns = [c.name for c in table.columns
-                   if c.name not in EXCLUDED.get(table.name, ())]
         for was, now in zip(old_rows, new_rows, strict=True):
+            columns = compared(metadata.tables[table])
             differ = {c: (a, b) for c, a, b in zip(columns, was, now, strict=True) if a != b}
-            assert not differ, f"{table.name} {was[:2]}: {differ}"
-    return {t.name: len(table_rows(new, t)) for t in metadata.sorted_tables}
+            assert not differ, f"{table} {was[:2]}: {differ}"
+    return {table: len(rows) for table, rows in rebuilt.items()}
+
+
+# The first rebuild's new generation, on each store.
+SECOND = {"sqlite": "jobledger.g2.db", "postgresql": "jobledger_g2"}
 
 
 async def test_rebuild_while_serving_gives_the_same_tables_and_switches(
-        ready_stack: RunningStack, endpoint: Endpoint) -> None:
-    live = ready_stack.database_path
-    topic = Topics(ready_stack.prefix).events
-    runs = await make_varied_data(ready_stack, endpoint)
+        served: Served, endpoint: Endpoint) -> None:
+    running, place = served.stack, served.place
+    live = await place.live()
+    topic = Topics(running.prefix).events
+    runs = await make_varied_data(running, endpoint)
     # Nothing is produced from here until the comparison: both stores end at the same
     # offsets. Wait until the live projector has applied everything in the log.
-    await wait_caught_up(live, ready_stack.bootstrap, topic)
+    await wait_caught_up(place, live, running.bootstrap, topic)
 
     stop, answers = asyncio.Event(), []
-    reader = asyncio.create_task(keep_reading(ready_stack, runs, stop, answers))
-    async with Rebuild(ready_stack, grace=10) as rebuild:
+    reader = asyncio.create_task(keep_reading(running, runs, stop, answers))
+    async with Rebuild(served, grace=10) as rebuild:
         rebuilt = await rebuild.switched()
-        assert rebuilt.name == "jobledger.g2.db"
+        assert rebuilt.name == SECOND[served.kind]
         # The old generation is kept for the grace period: compare now (nothing was
         # produced since, so both have applied the same offsets).
-        await wait_caught_up(rebuilt, ready_stack.bootstrap, topic)
-        counted = assert_same_tables(live, rebuilt)
+        await wait_caught_up(place, rebuilt, running.bootstrap, topic)
+        counted = await assert_same_tables(place, live, rebuilt)
     assert counted["runs"] >= len(runs) and counted["run_events"] > 3 * len(runs)
     for name in ("jobs", "job_versions", "job_tags", "run_labels", "dead_letters",
                  "job_dependencies", "project_quotas", "projector_offsets"):
         assert counted[name] > 0, f"no {name} rows: the comparison would prove little"
-    left = [p.name for p in live.parent.iterdir()
-            if p.name.startswith("jobledger.db") and not p.name.endswith(".current")
-            and not p.name.endswith(".lock")]
-    assert left == [], f"old generation files kept: {left}"
+    left = await place.remains(live)
+    assert left == [], f"old generation kept: {left}"
 
     # The stack carries on in the new generation: a new run is seen through the API.
-    async with ready_stack.client() as client:
+    async with running.client() as client:
         job = await create_job(client, f"after-{uuid.uuid4().hex[:8]}",
                                f"{endpoint.base_url}/echo")
         run = await trigger(client, job["id"])
         await wait_for_status(client, run["id"], {"completed"})
         assert (await client.get(f"/v1/runs/{runs[0]}")).status_code == 200
-    with sqlite3.connect(f"file:{rebuilt}?mode=ro", uri=True) as db:
-        assert db.execute("SELECT status FROM runs WHERE id = ?",
-                          (run["id"],)).fetchone() == ("completed",)
+    assert await place.status(rebuilt, run["id"]) == "completed"
     stop.set()
     await reader
     assert answers and set(answers) == {200}, (
@@ -257,11 +285,12 @@ async def test_rebuild_while_serving_gives_the_same_tables_and_switches(
 
 
 async def test_runs_made_during_a_rebuild_are_neither_lost_nor_doubled(
-        ready_stack: RunningStack, endpoint: Endpoint) -> None:
+        served: Served, endpoint: Endpoint) -> None:
     """Runs are triggered before, during and after the switch. Then, with nothing more
     produced, a second rebuild from scratch must equal the generation the first one
     handed over (rebuilt, then carried on by the live projector) row for row."""
-    topic = Topics(ready_stack.prefix).events
+    running, place = served.stack, served.place
+    topic = Topics(running.prefix).events
     made: list[str] = []
     stop, answers = asyncio.Event(), []
 
@@ -270,15 +299,15 @@ async def test_runs_made_during_a_rebuild_are_neither_lost_nor_doubled(
             made.extend(await bulk(client, job_id, [{"tags": {"wave": "1"}}] * 5))
             await asyncio.sleep(0.05)
 
-    async with ready_stack.client() as client:
+    async with running.client() as client:
         job = await create_job(client, f"during-{uuid.uuid4().hex[:8]}",
                                f"{endpoint.base_url}/echo")
         writer = asyncio.create_task(keep_triggering(client, job["id"]))
         while len(made) < 20:
             await asyncio.sleep(0.05)
-        reader = asyncio.create_task(keep_reading(ready_stack, made[:20], stop, answers))
+        reader = asyncio.create_task(keep_reading(running, made[:20], stop, answers))
         before = len(made)
-        async with Rebuild(ready_stack, grace=3) as rebuild:
+        async with Rebuild(served, grace=3) as rebuild:
             handed_over = await rebuild.switched()
             during = len(made)
             await asyncio.sleep(2)  # and on after the switch
@@ -300,9 +329,9 @@ async def test_runs_made_during_a_rebuild_are_neither_lost_nor_doubled(
         assert sorted(listed) == sorted(made)  # each once: none lost, none doubled
     assert answers and set(answers) == {200}, sorted(set(answers))
 
-    await wait_caught_up(handed_over, ready_stack.bootstrap, topic)
-    async with Rebuild(ready_stack, grace=10) as again:
+    await wait_caught_up(place, handed_over, running.bootstrap, topic)
+    async with Rebuild(served, grace=10) as again:
         fresh = await again.switched()
-        await wait_caught_up(fresh, ready_stack.bootstrap, topic)
-        counted = assert_same_tables(handed_over, fresh)
+        await wait_caught_up(place, fresh, running.bootstrap, topic)
+        counted = await assert_same_tables(place, handed_over, fresh)
     assert counted["runs"] >= len(made)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select
 
-from projections.db import create_schema
+from projections.db import create_schema, make_engine
 from projections.generations import (
     FixedStore,
     SqliteGenerations,
@@ -31,63 +31,62 @@ def test_generation_file_names_round_trip(tmp_path: Path) -> None:
         assert generation_number(base, other) is None
 
 
-def test_without_a_pointer_the_configured_file_is_live(tmp_path: Path,
-                                                       ) -> None:
+async def test_without_a_pointer_the_configured_file_is_live(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/jobledger.db?timeout=5"
     gens = SqliteGenerations(url)
-    assert gens.live().url == url
-    assert gens.live().name == "jobledger.db"
+    assert (await gens.live()).url == url
+    assert (await gens.live()).name == "jobledger.db"
 
 
-def test_prepare_switch_remove(tmp_path: Path) -> None:
+async def test_prepare_switch_remove(tmp_path: Path) -> None:
     folder = tmp_path
     gens = SqliteGenerations(f"sqlite+aiosqlite:///{folder}/jobledger.db")
     (folder / "jobledger.db").write_text("old")
-    new = gens.prepare()
+    new = await gens.prepare()
     assert new.name == "jobledger.g2.db" and new.url.endswith(f"{folder}/jobledger.g2.db")
     (folder / new.name).write_text("new")
     (folder / (new.name + "-wal")).write_text("")
-    old = gens.live()
-    gens.switch(new)
-    assert gens.live() == new
+    old = await gens.live()
+    await gens.switch(new)
+    assert await gens.live() == new
     assert (folder / "jobledger.db.current").read_text() == "jobledger.g2.db\n"
     with pytest.raises(ValueError):
-        gens.remove(new)  # the live one is never removed
-    gens.remove(old)
+        await gens.remove(new)  # the live one is never removed
+    await gens.remove(old)
     assert not (folder / "jobledger.db").exists()
     # An interrupted rebuild's leftovers go; numbers are never reused.
     (folder / "jobledger.g3.db").write_text("half")
-    third = gens.prepare()
+    third = await gens.prepare()
     assert third.name == "jobledger.g4.db"
     assert not (folder / "jobledger.g3.db").exists()
     assert (folder / "jobledger.g2.db-wal").exists()  # the live one's files stay
 
 
-def test_one_rebuild_at_a_time(tmp_path: Path) -> None:
+async def test_one_rebuild_at_a_time(tmp_path: Path) -> None:
     gens = SqliteGenerations(f"sqlite+aiosqlite:///{tmp_path}/jobledger.db")
     other = SqliteGenerations(f"sqlite+aiosqlite:///{tmp_path}/jobledger.db")
-    with gens.lock():
+    async with gens.lock():
         with pytest.raises(Unsupported, match="another rebuild"):
-            with other.lock():
+            async with other.lock():
                 pass
-    with other.lock():
+    async with other.lock():
         pass
 
 
-def test_a_bad_pointer_is_refused(tmp_path: Path) -> None:
+async def test_a_bad_pointer_is_refused(tmp_path: Path) -> None:
     gens = SqliteGenerations(f"sqlite+aiosqlite:///{tmp_path}/jobledger.db")
     (tmp_path / "jobledger.db.current").write_text("../elsewhere.db")
     with pytest.raises(ValueError):
-        gens.live()
+        await gens.live()
 
 
-def test_stores_without_generations_serve_but_refuse_rebuilds() -> None:
-    for url in ("sqlite+aiosqlite:///:memory:", "postgresql+asyncpg://u@localhost/db"):
+async def test_stores_without_generations_serve_but_refuse_rebuilds() -> None:
+    for url in ("sqlite+aiosqlite:///:memory:", "postgresql+psycopg://u@localhost/db"):
         gens = generations_for(url)
         assert isinstance(gens, FixedStore)
-        assert gens.live().url == url
+        assert (await gens.live()).url == url
         with pytest.raises(Unsupported):
-            gens.prepare()
+            await gens.prepare()
         with pytest.raises(Unsupported):
             gens.lock()
 
@@ -100,12 +99,12 @@ async def test_live_store_follows_a_switch(tmp_path: Path) -> None:
         await conn.execute(insert(job_positions).values(job_id="old", last_seq=1))
     assert not await store.switched()
     gens = SqliteGenerations(url)
-    new = gens.prepare()
+    new = await gens.prepare()
     fresh = LiveStore(new.url)  # what the rebuild fills (here: one row)
     async with (await fresh.open()).begin() as conn:
         await conn.execute(insert(job_positions).values(job_id="new", last_seq=2))
     await fresh.close()
-    gens.switch(new)
+    await gens.switch(new)
     assert await store.switched()
     assert store.generation == new
     async with store.engine.connect() as conn:
@@ -121,9 +120,11 @@ async def test_live_store_looks_at_most_once_per_interval(
     store = LiveStore(url, check_secs=3600.0)
     await store.open()
     gens = SqliteGenerations(url)
-    new = gens.prepare()
-    await create_schema(LiveStore(new.url).engine)
-    gens.switch(new)
+    new = await gens.prepare()
+    engine = make_engine(new.url)
+    await create_schema(engine)
+    await engine.dispose()
+    await gens.switch(new)
     assert not await store.switched()  # not looked yet: the pointer is read once an hour
     await store.close()
 
