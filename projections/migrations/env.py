@@ -6,10 +6,20 @@ There is no alembic.ini: ``projections.migrate.alembic_config`` builds the confi
 code, so migrations work from an installed package and from any directory.
 """
 
+from typing import Any
+
 from alembic import context
 from sqlalchemy import Connection
 
+from projections.pg_generations import POINTER
 from projections.tables import metadata
+
+
+def _read_model(item: Any, name: str | None, kind: str, reflected: bool,
+                compare_to: Any) -> bool:
+    """Whether autogenerate compares ``item``: not the rebuild's pointer table, which
+    sits beside generation 1's tables on PostgreSQL but belongs to no generation."""
+    return not (kind == "table" and name == POINTER)
 
 
 def run(connection: Connection) -> None:
@@ -20,6 +30,7 @@ def run(connection: Connection) -> None:
         # drop a column only by copying the table, which batch mode does; on PostgreSQL
         # the same operations are plain ALTERs. So one revision serves both.
         render_as_batch=True,
+        include_object=_read_model,
     )
     # The caller's transaction is already open: this adds none and commits nothing.
     with context.begin_transaction():
