@@ -320,3 +320,46 @@ async def test_a_table_the_views_read_can_be_copied_with_the_views_set_aside(
             await conn.run_sync(copy_runs, True)
         assert await on(engine, schema_of) == before
     await with_engine(await new_database("copy"), copy)
+
+
+async def test_revision_0002_moves_every_label_into_its_new_key_and_back(
+        new_database: NewDatabase) -> None:
+    """Labels projected at head, taken down to 0001 (no created_at in the key) and up
+    again: the same rows, each with its run's created_at."""
+    from events import Envelope, encode_event
+    from events.types import JobCreated, RunTriggered
+    from projections.projector import apply_batch
+    from tests.unit.domain_support import at, spec
+
+    def record(seq: int, run_id: str | None, event: Any) -> tuple[int, int, bytes]:
+        env = Envelope(event_id=f"e{seq}", type=event.TYPE, version=event.VERSION,
+                       project_id="p", job_id="j", seq=seq, occurred_at=at(seq),
+                       command_id=f"c{seq}", run_id=run_id)
+        return 0, seq, encode_event(env, event)
+
+    records = [record(1, None, JobCreated(spec=spec(slug="j")))]
+    records += [record(i + 2, f"r{i}", RunTriggered(
+        payload=None, tags={"team": f"t{i % 2}"}, metadata={"region": "eu"}))
+        for i in range(5)]
+    query = text("SELECT project_id, kind, key, value_digest, run_id, value FROM run_labels "
+                 "ORDER BY run_id, kind, key")
+
+    async def down_and_up(engine: AsyncEngine) -> None:
+        await migrate(engine)
+        async with engine.begin() as conn:
+            await apply_batch(conn, "t.events", records)
+        async with engine.connect() as conn:
+            before = (await conn.execute(query)).all()
+        assert len(before) == 10
+        await downgrade(engine, "0001")
+        async with engine.connect() as conn:
+            assert (await conn.execute(query)).all() == before
+        await migrate(engine)
+        async with engine.connect() as conn:
+            assert (await conn.execute(query)).all() == before
+            created = (await conn.execute(text(
+                "SELECT l.run_id FROM run_labels l JOIN runs r ON r.id = l.run_id "
+                "AND r.created_at = l.created_at"))).all()
+        assert len(created) == 10
+        assert await on(engine, differences) == []
+    await with_engine(await new_database("labels"), down_and_up)
