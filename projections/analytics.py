@@ -5,12 +5,17 @@ without a new version (``v2_runs`` beside ``v1_runs``).
 - ``v1_runs``: one row per run, with ``duration_secs`` (started to finished).
 - ``v1_run_events``: every event the read models applied, with its data as JSON text.
 - ``v1_job_stats_daily``: per project, job and UTC day the runs were made: how many, how
-  many ended in each state, and the mean duration of the completed ones.
+  many ended in each state, and the mean duration of the completed ones. It reads the
+  runs, so runs the retention sweep purged drop out of it.
+- ``v1_job_metrics_daily``: per project, job and UTC day: how many runs started (first
+  dispatch) and how many ended in each state that day. It reads the day rows GET
+  /v1/metrics reads (``metric_rollups``), which the sweep never purges: the history that
+  outlives the runs. (Revision 0003.)
 """
 
 from sqlalchemy import Connection, text
 
-VIEWS = ("v1_job_stats_daily", "v1_run_events", "v1_runs")
+VIEWS = ("v1_job_stats_daily", "v1_run_events", "v1_runs", "v1_job_metrics_daily")
 
 # The two expressions that differ between SQLite and PostgreSQL. On PostgreSQL: seconds as
 # double precision (EXTRACT gives numeric, which drivers hand out as Decimal), and the day
@@ -21,6 +26,8 @@ _SECONDS = {
     "postgresql": "CAST(EXTRACT(EPOCH FROM ({end} - {start})) AS double precision)",
 }
 _DAY = {"sqlite": "date({at})", "postgresql": "CAST(({at} AT TIME ZONE 'UTC') AS date)"}
+_UNIX_DAY = {"sqlite": "date({at}, 'unixepoch')",
+             "postgresql": "CAST((to_timestamp({at}) AT TIME ZONE 'UTC') AS date)"}
 
 _RUNS = """
 SELECT id AS run_id, project_id, job_id, job_version, status, attempt, max_attempts,
@@ -51,6 +58,14 @@ FROM runs
 GROUP BY project_id, job_id, {day}
 """
 
+# Only the job's own day rows: job_id "" holds the whole project's (their sum).
+_METRICS = """
+SELECT project_id, job_id, {day} AS day, started, completed, failed, timed_out, crashed,
+       canceled, expired
+FROM metric_rollups
+WHERE span = 86400 AND job_id <> ''
+"""
+
 
 def view_bodies(dialect: str) -> dict[str, str]:
     """Each view's SELECT in ``dialect``'s form ("sqlite" or "postgresql"): what both
@@ -59,7 +74,9 @@ def view_bodies(dialect: str) -> dict[str, str]:
     return {"v1_runs": _RUNS.format(duration=duration),
             "v1_run_events": _RUN_EVENTS,
             "v1_job_stats_daily": _STATS.format(day=_DAY[dialect].format(at="created_at"),
-                                                duration=duration)}
+                                                duration=duration),
+            "v1_job_metrics_daily": _METRICS.format(
+                day=_UNIX_DAY[dialect].format(at="bucket_start"))}
 
 
 def create_views(conn: Connection) -> None:

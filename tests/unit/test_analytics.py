@@ -28,6 +28,8 @@ V1_RUN_EVENTS = ["project_id", "job_id", "seq", "run_id", "type", "version", "ev
                  "command_id", "occurred_at", "data"]
 V1_JOB_STATS_DAILY = ["project_id", "job_id", "day", "runs", "completed", "failed",
                       "timed_out", "crashed", "canceled", "expired", "avg_duration_secs"]
+V1_JOB_METRICS_DAILY = ["project_id", "job_id", "day", "started", "completed", "failed",
+                        "timed_out", "crashed", "canceled", "expired"]
 
 # Every test here runs on both stores (tests.stores).
 pytestmark = pytest.mark.usefixtures("store")
@@ -68,5 +70,38 @@ async def test_the_views_keep_their_columns_and_count_by_hand(tmp_path: Path) ->
         assert (str(day.day), day.runs, day.completed, day.failed, day.canceled) == (
             "2026-01-01", 2, 1, 1, 0)
         assert abs(day.avg_duration_secs - 6) < 1e-3
+    finally:
+        await engine.dispose()
+
+
+async def test_the_daily_metrics_view_counts_by_hand_and_outlives_the_purge(
+        tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from projections.retention import sweep
+    from tests.unit.domain_support import at
+
+    engine = await engine_at(tmp_path / "metrics-view.db")
+    try:
+        await apply(engine, HISTORY)
+        query = text("SELECT * FROM v1_job_metrics_daily")
+
+        async def days() -> list[tuple[object, ...]]:
+            async with engine.connect() as conn:
+                if engine.dialect.name == "postgresql":
+                    await conn.exec_driver_sql("SET TIME ZONE 'America/New_York'")
+                result = await conn.execute(query)
+                assert list(result.keys()) == V1_JOB_METRICS_DAILY
+                return [(str(row.day), *row[3:]) for row in result]
+
+        # Both runs started, one completed and one failed, on 2026-01-01 (UTC).
+        counted = [("2026-01-01", 2, 1, 1, 0, 0, 0, 0)]
+        assert await days() == counted
+        # Past the default retention (30 days) both runs are purged: the runs' view loses
+        # them, this one does not.
+        assert sorted(await sweep(engine, at(11) + timedelta(days=31))) == ["a", "b"]
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT * FROM v1_job_stats_daily"))).all() == []
+        assert await days() == counted
     finally:
         await engine.dispose()
