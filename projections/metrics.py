@@ -17,7 +17,7 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections import histogram
-from projections.health import JUDGED  # success_rate judges as a job's health does
+from projections.outcomes import success_rate
 from projections.rollups import ENDED, SPANS, WHOLE_PROJECT
 from projections.tables import metric_rollups
 
@@ -97,10 +97,9 @@ def metrics_of(plan: Plan, rows: list[dict[str, Any]]) -> Metrics:
         histogram.merge(durations, row["durations"])
         histogram.merge(waits, row["waits"])
     ended = {status: sum(b.ended[status] for b in buckets) for status in ENDED}
-    judged = sum(ended[status] for status in JUDGED)
     return Metrics(
         plan=plan, started=sum(b.started for b in buckets), ended=ended,
-        success_rate=ended["completed"] / judged if judged else None,
+        success_rate=success_rate(ended),
         durations={name: histogram.percentile(durations, share)
                    for name, share in SHARES.items()},
         waits={name: histogram.percentile(waits, share) for name, share in SHARES.items()},
