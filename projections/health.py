@@ -1,33 +1,56 @@
 """A job's health over a window (seed 002's GET /v1/jobs/{id}/health), from the read
-model: the runs the job made in the window, one indexed range read
-(ix_runs_project_job_created), and its queue depth from ``job_waiting``.
+model, in bounded work whatever the job's backlog, and through the retention sweep:
 
-- ``success_rate``: completed / runs that ended with an outcome (completed, failed,
-  timed_out, crashed); canceled and expired runs were stopped, not judged. Null without
-  any.
+- Counts by end state, ``success_rate``, and the durations of completed runs come from
+  the job's rollups (``metric_rollups``, never purged; projections.metrics reads and adds
+  them up): they count the runs that ENDED in the window (by ``finished_at``, the
+  rollups' instant), rounded out to whole UTC minutes, not the runs made in it. The
+  window is read from the longest rows that fit it (``cover``): at most 255 rows for 90
+  days. ``total_runs`` is those ended runs, in any end state.
+- ``stability``, ``failure_streak`` and ``last_run`` come from the job's latest runs made
+  in the window, at most LATEST of them, read newest first through
+  ix_runs_project_job_created; purged runs are no longer among them. ``latest_runs`` and
+  ``stability_runs`` say how many were read and how many of them were judged.
+- ``queue_depth`` is ``job_waiting``'s count, kept per event.
+
+Each figure:
+
+- ``success_rate``: projections.outcomes (completed over the runs that ended with an
+  outcome); null without any.
 - ``stability``: 1 minus the share of changes of outcome (success to failure or back)
   between consecutive ended runs, in the order they ended: a job that alternates is
-  unstable even at a 50 % success rate. 1 with one ended run.
+  unstable even at a 50 % success rate. 1 with one ended run; null with none read.
 - ``health_score``: round(100 * success_rate * (0.7 + 0.3 * stability)), or -1 when no
-  run ended with an outcome in the window: only successes score, and a job whose
-  outcomes flip keeps 70 % of its success rate.
+  run ended with an outcome in the window. When none of the runs read judges stability
+  (they were purged, or made before the window), it counts as 1.
 - ``failure_streak``: ended runs that failed in a row, counted back from the latest.
-- durations (started to finished) are of completed runs.
+- durations (started to finished, of completed runs): the average and p95 are read from
+  the rollups' histograms, each within histogram.ERROR of the exact value.
 """
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Select, bindparam, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from projections import histogram
+from projections.metrics import Totals, read_rows, totals_of
+from projections.outcomes import JUDGED, success_rate
+from projections.rollups import ENDED, SPANS
 from projections.rows import aware
 from projections.tables import job_waiting, runs
 
-JUDGED = ("completed", "failed", "timed_out", "crashed")
-STATUSES = (*JUDGED, "canceled", "expired")
+STATUSES = ENDED
+# The most runs read for stability, failure_streak and last_run.
+LATEST = 1000
+MINUTE = 60
+
+__all__ = ["JUDGED", "LATEST", "STATUSES", "Health", "RunOutline", "cover", "health_of",
+           "job_health", "percentile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +75,8 @@ class Health:
     p95_duration_secs: float | None
     queue_depth: int
     last_run: RunOutline | None
+    latest_runs: int  # the runs read for stability (at most LATEST)
+    stability_runs: int  # of them, the endings with an outcome it was judged over
 
 
 def percentile(values: list[float], share: float) -> float | None:
@@ -62,44 +87,80 @@ def percentile(values: list[float], share: float) -> float | None:
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
-def health_of(window: timedelta, made: list[RunOutline], queue_depth: int) -> Health:
-    """The health of a job whose runs made in the window are ``made`` (pure)."""
-    counts = {status: sum(r.status == status for r in made) for status in STATUSES}
-    ended = sorted((r for r in made if r.status in JUDGED and r.finished_at is not None),
+def cover(start: int, end: int, spans: tuple[int, ...] = SPANS) -> list[tuple[int, int, int]]:
+    """[start, end) (whole minutes, Unix seconds) as (span, from, to) ranges of rollup
+    rows, the longest rows that fit: minutes up to the first whole hour, hours up to the
+    first midnight, days, and back down at the end (pure)."""
+    *finer, span = spans
+    if not finer:
+        return [(span, start, end)] if start < end else []
+    first, last = -(-start // span) * span, end // span * span
+    if first >= last:
+        return cover(start, end, tuple(finer))
+    return [*cover(start, first, tuple(finer)), (span, first, last),
+            *cover(last, end, tuple(finer))]
+
+
+def health_of(window: timedelta, totals: Totals, latest: list[RunOutline],
+              queue_depth: int) -> Health:
+    """The health of a job whose rollups over the window add up to ``totals`` and whose
+    latest runs made in it are ``latest`` (pure)."""
+    ended = sorted((r for r in latest if r.status in JUDGED and r.finished_at is not None),
                    key=lambda r: (r.finished_at, r.id))
     outcomes = [r.status == "completed" for r in ended]
-    success = None if not outcomes else sum(outcomes) / len(outcomes)
     stability = None
     if outcomes:
         flips = sum(a != b for a, b in pairwise(outcomes))
         stability = 1.0 if len(outcomes) == 1 else 1 - flips / (len(outcomes) - 1)
-    score = -1 if success is None or stability is None else round(
-        100 * success * (0.7 + 0.3 * stability))
+    success = success_rate(totals.ended)
+    score = -1 if success is None else round(
+        100 * success * (0.7 + 0.3 * (1.0 if stability is None else stability)))
     streak = 0
     for ok in reversed(outcomes):
         if ok:
             break
         streak += 1
-    durations = [(r.finished_at - r.started_at).total_seconds() for r in made
-                 if r.status == "completed" and r.started_at and r.finished_at]
+    counts = {status: totals.ended[status] for status in STATUSES}
     return Health(
-        window_secs=int(window.total_seconds()), total_runs=len(made), counts=counts,
-        success_rate=success, stability=stability, health_score=score,
-        failure_streak=streak,
-        avg_duration_secs=sum(durations) / len(durations) if durations else None,
-        p95_duration_secs=percentile(durations, 0.95), queue_depth=queue_depth,
-        last_run=max(made, key=lambda r: (r.created_at, r.id)) if made else None)
+        window_secs=int(window.total_seconds()), total_runs=sum(counts.values()),
+        counts=counts, success_rate=success, stability=stability, health_score=score,
+        failure_streak=streak, avg_duration_secs=histogram.mean(totals.durations),
+        p95_duration_secs=histogram.percentile(totals.durations, 0.95),
+        queue_depth=queue_depth,
+        last_run=max(latest, key=lambda r: (r.created_at, r.id)) if latest else None,
+        latest_runs=len(latest), stability_runs=len(outcomes))
+
+
+# Built once: a backward range read of ix_runs_project_job_created, stopped at LATEST.
+LATEST_QUERY: Select[Any] = (
+    select(runs.c.id, runs.c.status, runs.c.created_at, runs.c.started_at,
+           runs.c.finished_at)
+    .where((runs.c.project_id == bindparam("project_id"))
+           & (runs.c.job_id == bindparam("job_id"))
+           & (runs.c.created_at > bindparam("since")))
+    .order_by(runs.c.created_at.desc(), runs.c.id.desc())
+    .limit(LATEST))
+
+
+async def read_totals(conn: AsyncConnection, project_id: str, job_id: str, start: int,
+                      end: int) -> Totals:
+    rows = [row for span, lo, hi in cover(start, end)
+            for row in await read_rows(conn, project_id, job_id, span, lo, hi)]
+    return totals_of(rows)
 
 
 async def job_health(engine: AsyncEngine, project_id: str, job_id: str, window: timedelta,
                      now: datetime) -> Health:
-    query = (select(runs.c.id, runs.c.status, runs.c.created_at, runs.c.started_at,
-                    runs.c.finished_at)
-             .where((runs.c.project_id == project_id) & (runs.c.job_id == job_id)
-                    & (runs.c.created_at > now - window)))
+    at = int(now.astimezone(UTC).timestamp())
+    # Rounded out to whole minutes, the finest rollup rows, as /v1/metrics rounds out.
+    start = (at - int(window.total_seconds())) // MINUTE * MINUTE
+    end = at // MINUTE * MINUTE + MINUTE
+    params = {"project_id": project_id, "job_id": job_id, "since": now - window}
     async with engine.connect() as conn:
-        made = [RunOutline(str(r.id), str(r.status), aware(r.created_at), aware(r.started_at),
-                           aware(r.finished_at)) for r in await conn.execute(query)]
+        totals = await read_totals(conn, project_id, job_id, start, end)
+        latest = [RunOutline(str(r.id), str(r.status), aware(r.created_at),
+                             aware(r.started_at), aware(r.finished_at))
+                  for r in await conn.execute(LATEST_QUERY, params)]
         depth = (await conn.execute(select(job_waiting.c.running)
                                     .where(job_waiting.c.job_id == job_id))).scalar()
-    return health_of(window, made, int(depth or 0))
+    return health_of(window, totals, latest, int(depth or 0))

@@ -83,6 +83,15 @@ def percentile(histogram: Histogram, share: float) -> float | None:
     raise AssertionError("unreachable: the ranks add up to the count")
 
 
+def mean(histogram: Histogram) -> float | None:
+    """The mean of the values, each read as its bin: within ERROR of the exact mean (each
+    value is, and so is their sum), give or take MIN_SECS. None when empty."""
+    count = total(histogram)
+    if count == 0:
+        return None
+    return sum(value_of(index) * n for index, n in histogram.items()) / count
+
+
 def of(values: Iterable[float]) -> Histogram:
     """A histogram of ``values`` (for tests and one-off reads)."""
     histogram: Histogram = {}

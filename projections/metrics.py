@@ -9,15 +9,16 @@ of the bucket that holds ``now``. Each bucket is read from the longest rollup sp
 divides it (a day, an hour or a minute).
 """
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, bindparam, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from projections import histogram
-from projections.health import JUDGED  # success_rate judges as a job's health does
+from projections.outcomes import success_rate
 from projections.rollups import ENDED, SPANS, WHOLE_PROJECT
 from projections.tables import metric_rollups
 
@@ -84,26 +85,47 @@ class Metrics:
     buckets: list[Bucket]
 
 
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Rollup rows added up: what a job's health reads too (projections.health)."""
+
+    started: int
+    ended: dict[str, int]
+    durations: histogram.Histogram
+    waits: histogram.Histogram
+
+
+def totals_of(rows: Iterable[Mapping[str, Any]]) -> Totals:
+    """Add rollup rows up (pure): counts summed, histograms merged (any spans, as long
+    as no two rows cover the same instant)."""
+    started, ended = 0, dict.fromkeys(ENDED, 0)
+    durations: histogram.Histogram = {}
+    waits: histogram.Histogram = {}
+    for row in rows:
+        started += int(row["started"])
+        for status in ENDED:
+            ended[status] += int(row[status])
+        histogram.merge(durations, row["durations"])
+        histogram.merge(waits, row["waits"])
+    return Totals(started, ended, durations, waits)
+
+
 def metrics_of(plan: Plan, rows: list[dict[str, Any]]) -> Metrics:
     """Add rollup rows (of ``plan.span``, within the plan) into its buckets (pure)."""
     buckets = [Bucket(plan.start + i * plan.bucket) for i in range(plan.buckets)]
-    durations: histogram.Histogram = {}
-    waits: histogram.Histogram = {}
     for row in rows:
         bucket = buckets[(int(row["bucket_start"]) - plan.start) // plan.bucket]
         bucket.started += int(row["started"])
         for status in ENDED:
             bucket.ended[status] += int(row[status])
-        histogram.merge(durations, row["durations"])
-        histogram.merge(waits, row["waits"])
-    ended = {status: sum(b.ended[status] for b in buckets) for status in ENDED}
-    judged = sum(ended[status] for status in JUDGED)
+    totals = totals_of(rows)
     return Metrics(
-        plan=plan, started=sum(b.started for b in buckets), ended=ended,
-        success_rate=ended["completed"] / judged if judged else None,
-        durations={name: histogram.percentile(durations, share)
+        plan=plan, started=totals.started, ended=totals.ended,
+        success_rate=success_rate(totals.ended),
+        durations={name: histogram.percentile(totals.durations, share)
                    for name, share in SHARES.items()},
-        waits={name: histogram.percentile(waits, share) for name, share in SHARES.items()},
+        waits={name: histogram.percentile(totals.waits, share)
+               for name, share in SHARES.items()},
         buckets=buckets)
 
 
@@ -119,11 +141,18 @@ ROWS_QUERY: Select[Any] = (
            & (metric_rollups.c.bucket_start < bindparam("end"))))
 
 
+async def read_rows(conn: AsyncConnection, project_id: str, job_id: str | None, span: int,
+                    start: int, end: int) -> list[dict[str, Any]]:
+    """The rollup rows of a project (``job_id`` None) or of one of its jobs, of one span,
+    whose buckets start in [start, end): one range read of the primary key."""
+    params = {"project_id": project_id, "job_id": WHOLE_PROJECT if job_id is None else job_id,
+              "span": span, "start": start, "end": end}
+    return [dict(row._mapping) for row in await conn.execute(ROWS_QUERY, params)]
+
+
 async def read_metrics(engine: AsyncEngine, project_id: str, job_id: str | None,
                        plan: Plan) -> Metrics:
     """A project's metrics (``job_id`` None) or one of its jobs'."""
-    params = {"project_id": project_id, "job_id": WHOLE_PROJECT if job_id is None else job_id,
-              "span": plan.span, "start": plan.start, "end": plan.end}
     async with engine.connect() as conn:
-        rows = [dict(row._mapping) for row in await conn.execute(ROWS_QUERY, params)]
+        rows = await read_rows(conn, project_id, job_id, plan.span, plan.start, plan.end)
     return metrics_of(plan, rows)

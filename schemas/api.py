@@ -248,7 +248,8 @@ class LastRun(msgspec.Struct, kw_only=True):
 
 class JobHealth(msgspec.Struct, kw_only=True):
     """Seed 002's health of a job over a window (see projections/health.py for how each
-    figure is counted)."""
+    figure is counted): the counts, rates and durations are of the runs that ended in the
+    window, whether or not they were purged since."""
 
     job_id: str
     window: str
@@ -268,6 +269,16 @@ class JobHealth(msgspec.Struct, kw_only=True):
     failure_streak: int
     queue_depth: int
     last_run: LastRun | None
+    latest_runs: Annotated[int, Meta(
+        ge=0, le=1000, description="the job's latest runs made in the window that "
+                                   "stability, failure_streak and last_run were read "
+                                   "from: at most 1000 (at 1000, older ones were not)")]
+    stability_runs: Annotated[int, Meta(
+        ge=0, description="of those, the runs that ended with an outcome: what "
+                          "stability and failure_streak were judged over")]
+    relative_error: Annotated[float, Meta(
+        description="how far avg_duration_secs and p95_duration_secs may be from the "
+                    "exact ones, relatively")]
 
 
 class EndedRuns(msgspec.Struct, kw_only=True):

@@ -8,6 +8,7 @@ from litestar import Request, get
 from litestar.params import FromPath, Parameter
 
 from projections.health import job_health
+from projections.histogram import ERROR
 from schemas.api import JobHealth, LastRun
 from services.api.auth import caller_of
 from services.api.context import ApiContext
@@ -50,6 +51,8 @@ async def read_job_health(
         avg_duration_secs=health.avg_duration_secs,
         p95_duration_secs=health.p95_duration_secs, health_score=health.health_score,
         failure_streak=health.failure_streak, queue_depth=health.queue_depth,
+        latest_runs=health.latest_runs, stability_runs=health.stability_runs,
+        relative_error=ERROR,
         last_run=None if last is None else LastRun(id=last.id, status=last.status,
                                                    created_at=last.created_at,
                                                    finished_at=last.finished_at))

@@ -164,6 +164,9 @@ async def test_health_of_a_scripted_job(ready_stack: RunningStack, endpoint: End
         assert health["health_score"] == round(100 * 2 / 3 * (0.7 + 0.3 * 0.5)) == 57
         assert health["failure_streak"] == 1 and health["queue_depth"] == 0
         assert health["last_run"]["id"] == failed
+        # All three read and judged; the durations come from the rollups' histograms.
+        assert (health["latest_runs"], health["stability_runs"]) == (3, 3)
+        assert health["relative_error"] == 0.05 and health["p95_duration_secs"] is not None
         # Caught up: no events behind, none waiting for seconds.
         checks = (await client.get("/readyz")).json()["checks"]
         assert checks["projection_lag"] == 0 and checks["projection_lag_secs"] == 0.0
