@@ -3,7 +3,8 @@
 No consumer group: the projector assigns itself every partition and resumes from the
 offsets stored in the database, which are committed with the rows they produced.
 
-Each fetched batch is applied in one transaction (projections.projector.apply_batch).
+Each fetched batch is applied in one transaction (projections.projector.apply_batch, run
+by services.projector.transactions).
 
 Poison isolation: a batch that fails is retried whole while the database itself is away
 (a passing fault), and otherwise applied again one record per transaction; a record that
@@ -32,10 +33,10 @@ from projections.notices import encode_projected
 from projections.projector import (
     Applied,
     Record,
-    apply_batch,
+    apply_batch_sync,
     load_offsets,
     seconds_behind,
-    skip_record,
+    skip_record_sync,
 )
 from services.config import Settings
 from services.deadletter import dead_letter, encode_dead_letter
@@ -48,6 +49,7 @@ from services.kafka import (
     wait_for_broker,
 )
 from services.projector.purge import Sweeper, skewed_clock
+from services.projector.transactions import Transactions
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +130,24 @@ class Projector:
     def __init__(self, engine: AsyncEngine, topic: str, letters: LetterSender,
                  letters_topic: str,
                  on_projected: Callable[[dict[str, int]], None] | None = None) -> None:
-        self.engine, self.topic = engine, topic
+        self.transactions = Transactions(engine)
+        self.topic = topic
         self.letters, self.letters_topic = letters, letters_topic
         self.on_projected = on_projected
         self.poisoned = 0
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.transactions.engine
+
+    @engine.setter
+    def engine(self, engine: AsyncEngine) -> None:
+        """Write to another store from the next batch on (a rebuild's new generation)."""
+        self.transactions.close()
+        self.transactions = Transactions(engine)
+
+    def close(self) -> None:
+        self.transactions.close()
 
     async def project(self, records: list[Record]) -> int:
         """Apply a fetched batch in one transaction; isolate poison if it fails. Once
@@ -155,8 +171,7 @@ class Projector:
         delay = RETRY_FIRST_SECS
         while True:
             try:
-                async with self.engine.begin() as conn:
-                    return await apply_batch(conn, self.topic, records)
+                return await self.transactions.run(apply_batch_sync, self.topic, records)
             except Exception as exc:
                 if await database_answers(self.engine):
                     return exc
@@ -171,8 +186,7 @@ class Projector:
                              topic=self.topic, partition=partition, offset=offset,
                              value=value)
         await self.letters.send(self.letters_topic, encode_dead_letter(letter), None)
-        async with self.engine.begin() as conn:
-            skipped = await skip_record(conn, self.topic, record)
+        skipped = await self.transactions.run(skip_record_sync, self.topic, record)
         self.poisoned += 1
         return skipped
 
@@ -227,6 +241,7 @@ async def run_projector(settings: Settings, stop: asyncio.Event | None = None) -
         await asyncio.gather(sender, return_exceptions=True)
         await consumer.stop()
         await producer.stop()
+        projector.close()
         await store.close()
 
 

@@ -8,7 +8,7 @@ Generates ``--events`` events (job.created, then run.triggered / run.dispatched 
 run.completed for about a third as many runs, spread over a few jobs and interleaved the
 way a busy processor writes them), applies them in batches of ``--batch`` records, each in
 one transaction, and prints events/s and CPU seconds (the whole process, the database
-thread included). ``--apply`` loads ``apply_batch`` from another file, e.g. a copy of an
+thread included). ``--apply`` loads ``apply_batch_sync`` from another file, e.g. a copy of an
 older projector, to compare. ``--postgresql`` runs on a PostgreSQL cluster started for the
 run (tests.pgserver, with fsync off: it measures the code, not the disk); ``--url`` on an
 empty database of your own.
@@ -19,7 +19,7 @@ import asyncio
 import importlib.util
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from events.types import (
     RunTriggered,
 )
 from projections.db import create_schema, make_engine
+from services.projector.transactions import Transactions
 
 Record = tuple[int, int, bytes]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -86,30 +87,39 @@ def _completed(n: int) -> Event:
                         duration_ms=1.5, trace=trace)
 
 
-def load_apply(path: str | None) -> Callable[..., Awaitable[Any]]:
+def load_apply(path: str | None) -> Callable[..., Any]:
+    """``apply_batch_sync`` of the projections, or of the file at ``path``."""
     if path is None:
-        from projections.projector import apply_batch
-        return apply_batch
+        from projections.projector import apply_batch_sync
+        return apply_batch_sync
     spec = importlib.util.spec_from_file_location("projector_under_test", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    apply: Callable[..., Awaitable[Any]] = module.apply_batch
+    apply: Callable[..., Any] = module.apply_batch_sync
     return apply
 
 
-async def run(total: int, batch: int, apply_path: str | None, url: str) -> None:
-    apply_batch = load_apply(apply_path)
+async def run(total: int, batch: int, apply_path: str | None, url: str,
+              per_statement: bool = False) -> None:
+    apply_batch_sync = load_apply(apply_path)
     records = synthetic(total)
     engine = make_engine(url)
     await create_schema(engine)
+    # As the projector runs a batch (services.projector.transactions), or through the
+    # async engine statement by statement (--per-statement: aiosqlite's way).
+    transactions = Transactions(engine)
     try:
         wall, cpu = time.perf_counter(), time.process_time()
         for i in range(0, len(records), batch):
-            async with engine.begin() as conn:
-                await apply_batch(conn, TOPIC, records[i:i + batch])
+            if per_statement:
+                async with engine.begin() as conn:
+                    await conn.run_sync(apply_batch_sync, TOPIC, records[i:i + batch])
+            else:
+                await transactions.run(apply_batch_sync, TOPIC, records[i:i + batch])
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     finally:
+        transactions.close()
         await engine.dispose()
     print(f"{len(records)} events in batches of {batch} ({apply_path or 'projections'}): "
           f"{len(records) / wall:,.0f} events/s, {cpu:.2f} s CPU "
@@ -123,7 +133,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.projector_apply")
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=1_000)
-    parser.add_argument("--apply", help="a file defining apply_batch (default: projections)")
+    parser.add_argument("--apply",
+                        help="a file defining apply_batch_sync (default: projections)")
+    parser.add_argument("--per-statement", action="store_true",
+                        help="through the async engine, each statement a hop to its driver")
     parser.add_argument("--db", type=Path, help="the SQLite file (default: a temporary one)")
     parser.add_argument("--url", help="an empty database to run on instead (a SQLAlchemy URL)")
     parser.add_argument("--postgresql", action="store_true",
@@ -134,13 +147,14 @@ def main() -> None:
 
         server = PgServer()
         try:
-            asyncio.run(run(args.events, args.batch, args.apply, server.start()))
+            asyncio.run(run(args.events, args.batch, args.apply, server.start(),
+                            args.per_statement))
         finally:
             server.remove()
         return
     with tempfile.TemporaryDirectory() as tmp:
         url = args.url or f"sqlite+aiosqlite:///{args.db or Path(tmp) / 'bench.db'}"
-        asyncio.run(run(args.events, args.batch, args.apply, url))
+        asyncio.run(run(args.events, args.batch, args.apply, url, args.per_statement))
 
 
 if __name__ == "__main__":

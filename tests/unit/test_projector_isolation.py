@@ -76,17 +76,17 @@ async def test_a_database_that_is_briefly_away_is_waited_for_not_blamed(
     letters = Letters()
     projector = Projector(engine, TOPIC, letters, "t.deadletter")
     outage = [True, True]  # the database is away for the first two tries
-    real_apply = app.apply_batch
+    real_apply = app.apply_batch_sync
 
-    async def flaky_apply(conn: Any, topic: str, records: list[Any]) -> Applied:
+    def flaky_apply(conn: Any, topic: str, records: list[Any]) -> Applied:
         if outage:
             raise OperationalError("INSERT ...", {}, Exception("database is locked"))
-        return await real_apply(conn, topic, records)
+        return real_apply(conn, topic, records)
 
     async def answers(_: Any) -> bool:
         return not outage.pop(0) if outage else True
 
-    monkeypatch.setattr(app, "apply_batch", flaky_apply)
+    monkeypatch.setattr(app, "apply_batch_sync", flaky_apply)
     monkeypatch.setattr(app, "database_answers", answers)
     monkeypatch.setattr(app, "RETRY_FIRST_SECS", 0.01)
     assert await projector.project(HISTORY) == len(HISTORY)
