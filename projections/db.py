@@ -1,5 +1,8 @@
 """Engine set-up: the same code on SQLite (default) and PostgreSQL."""
 
+import contextlib
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,14 +114,13 @@ def make_engine(url: str) -> AsyncEngine:
         pool = {}  # one connection holds an in-memory database: no pool to size
     else:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        into_wal(parsed.database)
     engine = create_async_engine(url, connect_args={"timeout": 30}, **JSON_CODEC, **pool)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets the API read while the projector (another process) writes.
-    #
     # Durability: synchronous=NORMAL. In WAL mode a commit then appends to the WAL
     # without an fsync (the WAL is synced at checkpoints), so one commit costs no disk
     # flush. A crash of the process loses nothing (the OS has the pages). A power loss
@@ -129,10 +131,34 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # them (at most once per (job id, seq), as always). FULL would fsync the WAL on
     # every commit, buying nothing that replay does not already give.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+# How long a new file's switch into WAL is tried again while another switches it.
+WAL_SWITCH_SECS = 30.0
+
+
+def into_wal(path: str) -> None:
+    """Put the SQLite file at ``path`` (made if need be) in WAL mode, which lets the API
+    read while the projector (another process) writes. The mode is kept in the file, so
+    this is done once per engine, before any of its connections opens.
+
+    Switching takes an exclusive lock for a moment, and SQLite answers a switch tried at
+    that moment with "database is locked" at once, busy timeout or not: four services
+    starting on a new file, each switching on every new connection, failed so. Here the
+    switch is tried again for a while, outside any event loop's connections."""
+    deadline = time.monotonic() + WAL_SWITCH_SECS
+    while True:
+        try:
+            with contextlib.closing(sqlite3.connect(path, timeout=WAL_SWITCH_SECS)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def thread_engine(engine: AsyncEngine) -> Engine | None:
@@ -147,6 +173,7 @@ def thread_engine(engine: AsyncEngine) -> Engine | None:
     url = engine.url
     if engine.dialect.name != "sqlite" or not url.database or url.database == ":memory:":
         return None
+    into_wal(url.database)
     # One thread at a time uses a connection, but not always the same thread.
     blocking = create_engine(url.set(drivername="sqlite+pysqlite"),
                              connect_args={"timeout": 30, "check_same_thread": False},
