@@ -13,9 +13,11 @@ session by ``create_schema`` itself, so whatever tables the code defines are the
 of tables is kept here.
 """
 
+import contextlib
 import itertools
 import os
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
@@ -62,6 +64,21 @@ def dsn(url: URL, database: str) -> str:
     """What asyncpg itself connects to (no SQLAlchemy driver suffix)."""
     plain = url.set(drivername="postgresql", database=database)
     return plain.render_as_string(hide_password=False)
+
+
+@contextlib.asynccontextmanager
+async def empty_database(server: str, prefix: str) -> AsyncIterator[str]:
+    """The URL of a new, empty database on ``server`` (no schema: what uses it makes it),
+    named ``prefix`` and a random suffix; dropped afterwards."""
+    url = asyncpg_url(server)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(dsn(url, url.database or "postgres"))
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+        yield url.set(database=name).render_as_string(hide_password=False)
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
 
 
 # Per process (a session), so two test sessions on one JOBLEDGER_TEST_PG_URL server

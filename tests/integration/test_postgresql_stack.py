@@ -13,7 +13,6 @@ admin key's project).
 
 import dataclasses
 import random
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from tests.integration.stackutil import (
     wait_for_status,
     wait_ready,
 )
-from tests.stores import asyncpg_url, dsn
+from tests.stores import asyncpg_url, dsn, empty_database
 
 pytestmark = pytest.mark.kafka
 
@@ -39,15 +38,8 @@ pytestmark = pytest.mark.kafka
 @pytest.fixture(scope="module")
 async def pg_database(postgresql_url: str) -> AsyncIterator[str]:
     """An empty database of its own (no schema: the services make it)."""
-    url = asyncpg_url(postgresql_url)
-    name = f"jl_stack_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(dsn(url, url.database or "postgres"))
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-        yield url.set(database=name).render_as_string(hide_password=False)
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    async with empty_database(postgresql_url, "jl_stack") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

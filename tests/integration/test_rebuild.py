@@ -22,7 +22,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
-import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -43,7 +42,7 @@ from tests.integration.stackutil import (
 )
 from tests.integration.test_execution import callback, token_of, trigger
 from tests.integration.test_run_list import bulk
-from tests.stores import asyncpg_url, dsn
+from tests.stores import empty_database
 
 pytestmark = pytest.mark.kafka
 
@@ -60,15 +59,8 @@ class Served:
 @pytest.fixture(scope="module")
 async def pg_database(postgresql_url: str) -> AsyncIterator[str]:
     """An empty database of its own (no schema: the services make it)."""
-    url = asyncpg_url(postgresql_url)
-    name = f"jl_rebuild_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(dsn(url, url.database or "postgres"))
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-        yield url.set(database=name).render_as_string(hide_password=False)
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    async with empty_database(postgresql_url, "jl_rebuild") as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

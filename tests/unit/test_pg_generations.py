@@ -2,10 +2,8 @@
 the session's real PostgreSQL: what each generation's URL opens, prepare, switch, remove,
 the rebuild lock, and LiveStore following a switch."""
 
-import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.engine import make_url
@@ -17,21 +15,14 @@ from projections.live_store import LiveStore
 from projections.migrate import migrate
 from projections.pg_generations import POINTER, PgGenerations
 from projections.tables import job_positions
-from tests.stores import asyncpg_url, dsn
+from tests.stores import empty_database
 
 
 @pytest.fixture
 async def database(postgresql_url: str) -> AsyncIterator[str]:
     """The URL of an empty database of the test's own."""
-    url = asyncpg_url(postgresql_url)
-    name = f"jl_gen_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(dsn(url, url.database or "postgres"))
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-        yield url.set(database=name).render_as_string(hide_password=False)
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    async with empty_database(postgresql_url, "jl_gen") as url:
+        yield url
 
 
 @pytest.fixture
