@@ -173,7 +173,7 @@ def thread_engine(engine: AsyncEngine) -> Engine | None:
     url = engine.url
     if engine.dialect.name != "sqlite" or not url.database or url.database == ":memory:":
         return None
-    into_wal(url.database)
+    # The file is in WAL mode already: make_engine put it there when it made ``engine``.
     # One thread at a time uses a connection, but not always the same thread.
     blocking = create_engine(url.set(drivername="sqlite+pysqlite"),
                              connect_args={"timeout": 30, "check_same_thread": False},

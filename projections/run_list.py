@@ -15,7 +15,7 @@ run that never started has no place in that order); filter by status to see the 
 """
 
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -130,10 +130,9 @@ def _label_led(project_id: str, filters: RunFilters, order: RunOrder, limit: int
                                      not_indexed(runs.c.id), order))
                 .limit(limit).offset(offset))
     # In created order the key's own created_at bounds and orders the read.
-    rest = RunFilters(equal=filters.equal, statuses=filters.statuses, tags=filters.tags,
-                      metadata=filters.metadata,
-                      after={c: b for c, b in filters.after.items() if c != "created_at"},
-                      before={c: b for c, b in filters.before.items() if c != "created_at"})
+    rest = replace(filters,
+                   after={c: b for c, b in filters.after.items() if c != "created_at"},
+                   before={c: b for c, b in filters.before.items() if c != "created_at"})
     if (bound := filters.after.get("created_at")) is not None:
         found = found.where(leading.c.created_at > bound)
     if (bound := filters.before.get("created_at")) is not None:
@@ -152,9 +151,7 @@ def _merged_by_status(project_id: str, filters: RunFilters, order: RunOrder, lim
     which for rare statuses walks most of the project's runs."""
     parts = []
     for status in filters.statuses:
-        one = RunFilters(equal=filters.equal, statuses=(status,), tags=filters.tags,
-                         metadata=filters.metadata, after=filters.after,
-                         before=filters.before)
+        one = replace(filters, statuses=(status,))
         part = (select(runs).where(*_conditions(project_id, one, order, after, plan))
                 .order_by(*_ordered(runs.c, order)).limit(offset + limit).subquery())
         parts.append(select(part))
@@ -174,8 +171,7 @@ def with_implied_bounds(filters: RunFilters, order: RunOrder) -> RunFilters:
                                                if "created_at" in before else [])])
     if order.key in ("started_at", "finished_at") and "created_at" in after:
         after[order.key] = max(after["created_at"], after.get(order.key, after["created_at"]))
-    return RunFilters(equal=filters.equal, statuses=filters.statuses, tags=filters.tags,
-                      metadata=filters.metadata, after=after, before=before)
+    return replace(filters, after=after, before=before)
 
 
 async def list_runs(engine: AsyncEngine, project_id: str, filters: RunFilters,

@@ -75,14 +75,19 @@ def label_matches(table: Any, project_id: str, label: Label) -> list[ColumnEleme
             table.c.value_digest == label_digest(value), table.c.value == value]
 
 
+async def _capped_count(conn: AsyncConnection, where: list[ColumnElement[bool]],
+                        cap: int) -> int:
+    """How many rows match ``where``, counting no further than ``cap``."""
+    capped = select(literal(1)).where(*where).limit(cap).subquery()
+    return int((await conn.execute(select(func.count()).select_from(capped))).scalar_one())
+
+
 async def _label_count(conn: AsyncConnection, project_id: str, label: Label,
                        cap: int) -> int:
     kind, key, value = label
-    capped = (select(literal(1)).where(
-        (run_labels.c.project_id == project_id) & (run_labels.c.kind == kind)
-        & (run_labels.c.key == key) & (run_labels.c.value_digest == label_digest(value)))
-        .limit(cap).subquery())
-    return int((await conn.execute(select(func.count()).select_from(capped))).scalar_one())
+    return await _capped_count(conn, [
+        run_labels.c.project_id == project_id, run_labels.c.kind == kind,
+        run_labels.c.key == key, run_labels.c.value_digest == label_digest(value)], cap)
 
 
 async def _range_count(conn: AsyncConnection, project_id: str, column: str,
@@ -92,8 +97,7 @@ async def _range_count(conn: AsyncConnection, project_id: str, column: str,
         where.append(runs.c[column] > after)
     if before is not None:
         where.append(runs.c[column] < before)
-    capped = select(literal(1)).where(*where).limit(PROBE_CAP).subquery()
-    return int((await conn.execute(select(func.count()).select_from(capped))).scalar_one())
+    return await _capped_count(conn, where, PROBE_CAP)
 
 
 async def plan_read(conn: AsyncConnection, project_id: str, labels: list[Label],
